@@ -1,0 +1,49 @@
+"""The alert record: what travels on the alerts topic and reaches every sink."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from rules.base import EvidenceValue, Finding, Severity
+
+_ALERT_NAMESPACE = uuid.UUID("6f1c1d2e-7a43-4a55-9d0c-2b1d8f0c9e11")
+
+
+def alert_id_for(customer_id: str, rule_id: str, trigger_event_id: str) -> str:
+    """Deterministic: a redelivered event yields the same id, so sinks can drop the copy."""
+    return str(uuid.uuid5(_ALERT_NAMESPACE, f"{customer_id}\x1f{rule_id}\x1f{trigger_event_id}"))
+
+
+class Alert(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    alert_id: str = Field(description="Stable id: same customer, rule and triggering event give the same id")
+    customer_id: str
+    rule_id: str
+    severity: Severity
+    message: str = Field(description="Rendered from the rule's message template")
+    evidence: dict[str, EvidenceValue] = Field(description="The numbers that fired the rule")
+    evaluated_at: AwareDatetime = Field(description="Event time the rule was evaluated at")
+    detected_at: AwareDatetime = Field(description="Wall-clock time the worker fired it")
+    trigger_event_id: str
+    trigger_topic: str
+
+    @classmethod
+    def from_finding(
+        cls, finding: Finding, *, trigger_event_id: str, trigger_topic: str, detected_at: datetime
+    ) -> Alert:
+        return cls(
+            alert_id=alert_id_for(finding.customer_id, finding.rule_id, trigger_event_id),
+            customer_id=finding.customer_id,
+            rule_id=finding.rule_id,
+            severity=finding.severity,
+            message=finding.message,
+            evidence=dict(finding.evidence),
+            evaluated_at=finding.evaluated_at,
+            detected_at=detected_at,
+            trigger_event_id=trigger_event_id,
+            trigger_topic=trigger_topic,
+        )

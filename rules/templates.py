@@ -1,0 +1,36 @@
+"""Alert message templates: Jinja2 in a sandbox, checked when the rule file loads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+from jinja2 import meta
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+ALWAYS_AVAILABLE = ("customer_id", "rule_id", "severity")
+
+_env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+def check_template(source: str, allowed: Iterable[str]) -> None:
+    """Raise ValueError if the template does not parse or names a variable the rule cannot provide."""
+    try:
+        ast = _env.parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ValueError(f"message template does not parse: {exc.message} (line {exc.lineno})") from exc
+    unknown = meta.find_undeclared_variables(ast) - set(allowed) - set(ALWAYS_AVAILABLE)
+    if unknown:
+        choices = ", ".join(sorted({*allowed, *ALWAYS_AVAILABLE}))
+        raise ValueError(f"message template uses unknown variable(s) {sorted(unknown)}; available: {choices}")
+
+
+@lru_cache(maxsize=512)
+def _compiled(source: str) -> jinja2.Template:
+    return _env.from_string(source)
+
+
+def render(source: str, variables: Mapping[str, Any]) -> str:
+    return _compiled(source).render(**variables)

@@ -1,0 +1,179 @@
+"""Starting and (carefully) stopping the stack's server processes.
+
+Servers are detached (own session, stdin closed, output to a log file) so a stack
+started by ``churnwatch stack up`` outlives the CLI process. Stopping never trusts a
+bare PID: PIDs are reused, so we only signal a process whose ``/proc/<pid>/cmdline``
+mentions the stack directory we started it with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+Log = Callable[[str], None]
+
+
+class StopResult(enum.Enum):
+    """Outcome of :func:`stop_process`."""
+
+    NOT_RUNNING = "not-running"
+    NOT_OURS = "not-ours"
+    TERMINATED = "terminated"
+    KILLED = "killed"
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    log_path: Path,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a detached server with stdout+stderr appended to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C in the shell that ran `up` must not kill it
+            close_fds=True,
+        )
+
+
+def _reap(pid: int) -> None:
+    """Collect our own exited child so it stops showing up as a zombie."""
+    # ChildProcessError: not our child (or already reaped); its parent / init reaps it.
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True if ``pid`` exists and is not a zombie."""
+    if not pid or pid <= 0:
+        return False
+    _reap(pid)
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    # Field 3 (after the parenthesised comm, which may contain spaces) is the state.
+    state = stat.rsplit(")", 1)[-1].split()[0]
+    return state not in ("Z", "X")
+
+
+def read_cmdline(pid: int) -> list[str]:
+    """The process's argv, or ``[]`` if it is gone or unreadable."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def cmdline_marker(stack_dir: Path) -> str:
+    """Substring every process of a stack carries in its argv.
+
+    The trailing separator stops ``.../stacks/dev`` from matching ``.../stacks/dev2``.
+    """
+    return str(stack_dir.resolve()) + os.sep
+
+
+def argv_matches(argv: Sequence[str], marker: str, exe: str | None = None) -> bool:
+    """``marker`` is in some argument and, if given, ``argv[0]``'s basename is ``exe``.
+
+    The ``exe`` check keeps e.g. a ``tail -f <stack dir>/kafka/broker.log`` safe.
+    """
+    if not argv or (exe is not None and os.path.basename(argv[0]) != exe):
+        return False
+    return any(marker in arg for arg in argv)
+
+
+def is_ours(pid: int | None, marker: str, exe: str | None = None) -> bool:
+    """True if ``pid`` is alive and its argv matches (see :func:`argv_matches`)."""
+    if not pid_alive(pid):
+        return False
+    assert pid is not None
+    return argv_matches(read_cmdline(pid), marker, exe)
+
+
+def stop_process(
+    pid: int | None, marker: str, *, exe: str | None = None, timeout: float = 20.0
+) -> StopResult:
+    """SIGTERM, wait up to ``timeout`` s, then SIGKILL, but only if the process is ours.
+
+    The cmdline is re-checked right before each signal to keep the reuse window tiny.
+    """
+    if not pid_alive(pid):
+        return StopResult.NOT_RUNNING
+    assert pid is not None
+    if not is_ours(pid, marker, exe):
+        return StopResult.NOT_OURS
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return StopResult.NOT_RUNNING
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return StopResult.TERMINATED
+        time.sleep(0.1)
+    if not is_ours(pid, marker, exe):
+        return StopResult.TERMINATED
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return StopResult.TERMINATED
+    for _ in range(100):
+        if not pid_alive(pid):
+            break
+        time.sleep(0.05)
+    return StopResult.KILLED
+
+
+def ensure_apt_tool(command: str, package: str, *, log: Log) -> str:
+    """Path of ``command``; if missing, install Debian ``package`` (we run as root).
+
+    Machines are rebuilt between sessions, so the project installs what it needs itself.
+    """
+    found = shutil.which(command)
+    if found:
+        return found
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise RuntimeError(
+            f"{command!r} not found; install the Debian package {package!r} "
+            f"(e.g. `sudo apt-get install -y {package}`)"
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    steps = [
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
+    ]
+    for step in steps:
+        log(f"[localstack] {command} missing -> running: {' '.join(step)}")
+        subprocess.run(step, check=True, env=env)
+    found = shutil.which(command)
+    if not found:
+        raise RuntimeError(f"installed {package!r} but {command!r} is still not on PATH")
+    log(f"[localstack] installed {package} ({found})")
+    return found
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    """Last ``lines`` lines of a log file, for error messages."""
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return f"(no log file at {path})"
+    return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,345 @@
+"""Named local stacks (Kafka + Redis) that can run side by side.
+
+A stack is a directory ``.cache/stacks/<name>/`` plus a ``stack.json`` saying which
+ports and pids belong to it. Everything here is synchronous so the CLI, the demo
+runner and pytest fixtures can call it directly; the async Kafka probe runs on its own
+event loop (in a worker thread if the caller already has a running loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from . import kafka_broker, redis_server
+from .paths import file_lock, stack_dir, stack_lock_path, stacks_dir, validate_name
+from .ports import LOOPBACK, free_ports
+from .processes import (
+    Log,
+    StopResult,
+    argv_matches,
+    cmdline_marker,
+    is_ours,
+    pid_alive,
+    read_cmdline,
+    stop_process,
+)
+
+STATE_FILE = "stack.json"
+DEFAULT_NAME = "dev"
+KAFKA_READY_TIMEOUT = 90.0
+REDIS_READY_TIMEOUT = 15.0
+HEALTH_TIMEOUT = 15.0
+STOP_TIMEOUT = 20.0
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    """What a client needs to use a stack, and what ``down`` needs to stop it."""
+
+    name: str
+    kafka_bootstrap: str
+    redis_url: str
+    kafka_port: int
+    kafka_controller_port: int
+    redis_port: int
+    kafka_pid: int | None
+    redis_pid: int | None
+    stack_dir: Path
+    started_at: str
+    kafka_version: str
+    state: Literal["starting", "running", "stopped"] = "running"
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe dict (the ``stack.json`` format)."""
+        data = asdict(self)
+        data["stack_dir"] = str(self.stack_dir)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StackInfo:
+        """Inverse of :meth:`to_json`; ignores unknown keys from newer versions."""
+        known = {field: data[field] for field in cls.__dataclass_fields__ if field in data}
+        known["stack_dir"] = Path(known["stack_dir"])
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    """Liveness of one stack as seen from its pids (cheap: no network)."""
+
+    name: str
+    state: Literal["running", "degraded", "stopped"]
+    kafka_alive: bool
+    redis_alive: bool
+    info: StackInfo | None
+
+
+def _run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion from sync code, even if a loop is already running."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(factory())).result()
+
+
+def _state_path(sdir: Path) -> Path:
+    return sdir / STATE_FILE
+
+
+def _load(sdir: Path) -> StackInfo | None:
+    """The stack's saved info, or None if missing/corrupt (treated as 'nothing running')."""
+    try:
+        return StackInfo.from_json(json.loads(_state_path(sdir).read_text()))
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _save(info: StackInfo) -> None:
+    """Atomic write so a crash mid-write never leaves a half stack.json."""
+    path = _state_path(info.stack_dir)
+    tmp = path.with_suffix(f".json.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(info.to_json(), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+KAFKA_EXE, REDIS_EXE = "java", "redis-server"
+
+
+def _orphan_pids(sdir: Path) -> list[int]:
+    """This stack's java/redis processes found by argv (e.g. pids lost by a crashed ``up``)."""
+    marker = cmdline_marker(sdir)
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        argv = read_cmdline(int(entry.name))
+        if any(argv_matches(argv, marker, exe) for exe in (KAFKA_EXE, REDIS_EXE)):
+            found.append(int(entry.name))
+    return found
+
+
+def _stop_all(sdir: Path, info: StackInfo | None, log: Log, timeout: float) -> None:
+    """Stop the recorded pids (Kafka first, so it shuts down cleanly) and any stray ones."""
+    marker = cmdline_marker(sdir)
+    recorded = [("kafka", info.kafka_pid, KAFKA_EXE), ("redis", info.redis_pid, REDIS_EXE)] if info else []
+    for label, pid, exe in recorded:
+        result = stop_process(pid, marker, exe=exe, timeout=timeout)
+        if result is StopResult.NOT_OURS:
+            log(
+                f"[localstack] {label} pid {pid} is alive but is not this stack's process "
+                "(pid reused?) - not signalled"
+            )
+        elif result is StopResult.KILLED:
+            log(f"[localstack] {label} pid {pid} ignored SIGTERM for {timeout:.0f}s - killed")
+    for pid in _orphan_pids(sdir):
+        log(f"[localstack] stopping stray process {pid} of stack {sdir.name}")
+        argv = read_cmdline(pid)
+        if argv:
+            stop_process(pid, marker, exe=os.path.basename(argv[0]), timeout=timeout)
+
+
+def _healthy(info: StackInfo) -> bool:
+    """Both servers are ours and actually answer (not just alive)."""
+    marker = cmdline_marker(info.stack_dir)
+    if not (is_ours(info.kafka_pid, marker, KAFKA_EXE) and is_ours(info.redis_pid, marker, REDIS_EXE)):
+        return False
+    try:
+        redis_server.wait_ready(info.redis_url, timeout=3.0)
+        _run_sync(lambda: kafka_broker.wait_ready(info.kafka_bootstrap, timeout=HEALTH_TIMEOUT))
+    except (redis_server.RedisStartError, kafka_broker.KafkaStartError):
+        return False
+    return True
+
+
+def _start(name: str, sdir: Path, *, log: Log, timeout: float) -> StackInfo:
+    """Fresh start in an empty stack dir; on any failure stop what was started and re-raise."""
+    libs = kafka_broker.ensure_kafka_libs(log=log)
+    redis_bin = redis_server.ensure_redis_server(log=log)
+    sdir.mkdir(parents=True, exist_ok=True)
+    kafka_dir, redis_dir = sdir / "kafka", sdir / "redis"
+    kafka_dir.mkdir(exist_ok=True)
+    kafka_log, redis_log = kafka_dir / "broker.log", redis_dir / "redis.log"
+    kafka_port, controller_port, redis_port = free_ports(3)
+    config = kafka_dir / "server.properties"
+    config.write_text(
+        kafka_broker.server_properties(
+            data_dir=(kafka_dir / "data").resolve(), port=kafka_port, controller_port=controller_port
+        )
+    )
+    info = StackInfo(
+        name=name,
+        kafka_bootstrap=f"{LOOPBACK}:{kafka_port}",
+        redis_url=redis_server.redis_url(redis_port),
+        kafka_port=kafka_port,
+        kafka_controller_port=controller_port,
+        redis_port=redis_port,
+        kafka_pid=None,
+        redis_pid=None,
+        stack_dir=sdir.resolve(),
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        kafka_version=kafka_broker.kafka_version(),
+        state="starting",
+    )
+    _save(info)
+    try:
+        # Redis first: it is up in milliseconds while the storage format JVM runs.
+        info = replace(
+            info,
+            redis_pid=redis_server.start_redis(
+                redis_bin, port=redis_port, redis_dir=redis_dir, log_path=redis_log
+            ),
+        )
+        _save(info)
+        kafka_broker.format_storage(libs, config.resolve(), kafka_dir=kafka_dir, log_path=kafka_log)
+        info = replace(
+            info,
+            kafka_pid=kafka_broker.start_broker(
+                libs, config.resolve(), kafka_dir=kafka_dir, log_path=kafka_log
+            ),
+        )
+        _save(info)
+        redis_server.wait_ready(
+            info.redis_url, timeout=REDIS_READY_TIMEOUT, pid=info.redis_pid, log_path=redis_log
+        )
+        pid, bootstrap = info.kafka_pid, info.kafka_bootstrap
+        waited = _run_sync(
+            lambda: kafka_broker.wait_ready(bootstrap, timeout=timeout, pid=pid, log_path=kafka_log)
+        )
+    except BaseException:
+        _stop_all(sdir, info, log, STOP_TIMEOUT)
+        _save(replace(info, kafka_pid=None, redis_pid=None, state="stopped"))
+        raise
+    info = replace(info, state="running")
+    _save(info)
+    log(f"[localstack] kafka answered after {waited:.1f}s of probing")
+    return info
+
+
+def _is_port_clash(exc: BaseException) -> bool:
+    """A server lost the race for its pre-picked port; a retry with new ports fixes it."""
+    return "already in use" in str(exc).lower()
+
+
+def stack_up(
+    name: str = DEFAULT_NAME, *, log: Log = print, timeout: float = KAFKA_READY_TIMEOUT
+) -> StackInfo:
+    """Start stack ``name`` (Kafka + Redis) and return how to reach it.
+
+    Idempotent: a running, healthy stack is returned as is. A stale or broken one is
+    stopped and started from scratch with empty data, so Kafka offsets and the
+    (non-persistent) Redis state never get out of step.
+    """
+    validate_name(name)
+    with file_lock(stack_lock_path(name)):
+        sdir = stack_dir(name)
+        existing = _load(sdir)
+        if existing and existing.state == "running" and _healthy(existing):
+            log(f"[localstack] stack {name!r} already running")
+            return existing
+        if sdir.exists():
+            if existing and existing.state != "stopped":
+                log(f"[localstack] stack {name!r} is stale or unhealthy - restarting it fresh")
+            _stop_all(sdir, existing, log, STOP_TIMEOUT)
+            shutil.rmtree(sdir)
+        started = time.monotonic()
+        log(f"[localstack] starting stack {name!r} in {sdir}")
+        for attempt in (1, 2):
+            try:
+                info = _start(name, sdir, log=log, timeout=timeout)
+                break
+            except (kafka_broker.KafkaStartError, redis_server.RedisStartError) as exc:
+                if attempt == 2 or not _is_port_clash(exc):
+                    raise
+                log("[localstack] port taken between pick and bind - retrying with new ports")
+                shutil.rmtree(sdir, ignore_errors=True)
+        log(
+            f"[localstack] stack {name!r} up in {time.monotonic() - started:.1f}s: "
+            f"kafka={info.kafka_bootstrap} redis={info.redis_url}"
+        )
+        return info
+
+
+def stack_down(
+    name: str = DEFAULT_NAME, *, purge: bool = False, log: Log = print, timeout: float = STOP_TIMEOUT
+) -> None:
+    """Stop stack ``name``'s servers (only processes we started); ``purge`` deletes its dir.
+
+    The Kafka jar cache is shared and always kept.
+    """
+    validate_name(name)
+    with file_lock(stack_lock_path(name)):
+        sdir = stack_dir(name)
+        if not sdir.exists():
+            return
+        info = _load(sdir)
+        _stop_all(sdir, info, log, timeout)
+        if purge:
+            shutil.rmtree(sdir, ignore_errors=True)
+        elif info is not None:
+            _save(replace(info, kafka_pid=None, redis_pid=None, state="stopped"))
+
+
+def _status_of(sdir: Path) -> StackStatus:
+    info = _load(sdir)
+    marker = cmdline_marker(sdir)
+    kafka_alive = bool(info and is_ours(info.kafka_pid, marker, KAFKA_EXE))
+    redis_alive = bool(info and is_ours(info.redis_pid, marker, REDIS_EXE))
+    state: Literal["running", "degraded", "stopped"]
+    if kafka_alive and redis_alive and info and info.state == "running":
+        state = "running"
+    elif kafka_alive or redis_alive:
+        state = "degraded"
+    else:
+        state = "stopped"
+    return StackStatus(sdir.name, state, kafka_alive, redis_alive, info)
+
+
+def stack_status(name: str | None = None) -> list[StackStatus]:
+    """Status of one stack, or of every stack that has a directory (sorted by name)."""
+    if name is not None:
+        sdir = stack_dir(name)
+        return [_status_of(sdir)] if sdir.exists() else []
+    return [
+        _status_of(entry)
+        for entry in sorted(stacks_dir().iterdir())
+        if entry.is_dir() and not entry.name.startswith(".")
+    ]
+
+
+@contextmanager
+def running_stack(name: str = DEFAULT_NAME, *, purge: bool = True, log: Log = print) -> Iterator[StackInfo]:
+    """Up a stack for the duration of a block and always take it down afterwards.
+
+    Meant for the demo runner and tests; note it also downs a stack that was already
+    running before the block (use a dedicated name to avoid that).
+    """
+    info = stack_up(name, log=log)
+    try:
+        yield info
+    finally:
+        stack_down(name, purge=purge, log=log)
+
+
+def stale_pytest_stacks() -> list[str]:
+    """Names of ``pytest-<pid>[-…]`` stacks whose pytest process is gone (killed runs)."""
+    stale: list[str] = []
+    for entry in stacks_dir().iterdir():
+        parts = entry.name.split("-")
+        if len(parts) >= 2 and parts[0] == "pytest" and parts[1].isdigit() and not pid_alive(int(parts[1])):
+            stale.append(entry.name)
+    return stale

@@ -1,0 +1,63 @@
+"""Service settings, read once from the environment (``CHURNWATCH_*``) by the composition root."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules" / "defaults"
+
+
+class Topics(BaseSettings):
+    """Kafka topic names. One topic per event stream, keyed by customer id."""
+
+    model_config = SettingsConfigDict(env_prefix="CHURNWATCH_TOPIC_", frozen=True, extra="forbid")
+
+    purchases: str = "churnwatch.purchases"
+    interactions: str = "churnwatch.interactions"
+    feedback: str = "churnwatch.feedback"
+    alerts: str = "churnwatch.alerts"
+    deadletter: str = "churnwatch.deadletter"
+
+    @property
+    def events(self) -> tuple[str, str, str]:
+        return (self.purchases, self.interactions, self.feedback)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHURNWATCH_", frozen=True, extra="ignore")
+
+    app_id: str = Field(default="churnwatch", description="Kafka consumer group / faust app id")
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    topics: Topics = Field(default_factory=Topics)
+    rules_dir: Path = DEFAULT_RULES_DIR
+
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+
+    slack_webhook_url: SecretStr | None = None
+    currency: str = Field(default="USD", description="Spend is summed in this currency; others are rejected")
+
+    retention: timedelta = Field(
+        default=timedelta(days=150),
+        description="Event-time horizon kept per customer; older events are dropped as late",
+    )
+    dedupe_ttl: timedelta = Field(
+        default=timedelta(days=7), description="How long an event id is remembered to drop redeliveries"
+    )
+    idle_ttl: timedelta = Field(
+        default=timedelta(days=180), description="A customer with no event for this long is forgotten"
+    )
+    max_future_skew: timedelta = Field(
+        default=timedelta(hours=24), description="Events timed further ahead of the wall clock are invalid"
+    )
+    max_message_bytes: int = Field(default=64 * 1024, description="Larger messages are dead-lettered")
+    feedback_history: int = Field(default=10, ge=2, le=100, description="Survey answers kept per kind")
+
+    delivery_attempts: int = Field(default=6, ge=1, description="Tries per alert and sink before giving up")
+    delivery_backoff_max: timedelta = Field(default=timedelta(seconds=30))
+    slack_messages_per_second: float = Field(default=1.0, gt=0, description="Slack's webhook limit")

@@ -1,0 +1,70 @@
+"""Reading the customer state hash written by ``update.lua`` into a :class:`rules.state.CustomerState`.
+
+Pure (no Redis calls), so the field layout is unit-tested without a server. The layout:
+``wm`` latest event time (ms); ``p:<day>``/``s:<day>`` purchases and spend in cents per UTC day;
+``fp``/``lp`` first/last purchase (ms); ``pn``/``ps`` lifetime count and cents;
+``i:<kind>:<day>`` interactions; ``li`` last interaction (ms); ``f:<kind>`` JSON ``[[ms, score], ...]``;
+``a:<rule>`` alert claims; ``pd`` last day buckets were pruned.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from rules.state import CustomerState, FeedbackAnswer, from_epoch_ms
+
+CENTS = Decimal(100)
+
+
+def to_cents(amount: Decimal) -> int:
+    return int((amount * CENTS).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def state_from_hash(customer_id: str, fields: Mapping[bytes, bytes] | Mapping[str, str]) -> CustomerState:
+    purchases: dict[int, int] = {}
+    spend: dict[int, float] = {}
+    interactions: defaultdict[str, dict[int, int]] = defaultdict(dict)
+    feedback: dict[str, tuple[FeedbackAnswer, ...]] = {}
+    scalars: dict[str, int] = {}
+    for raw_name, raw_value in fields.items():
+        name, value = _text(raw_name), _text(raw_value)
+        kind, _, rest = name.partition(":")
+        if kind == "p" and rest:
+            purchases[int(rest)] = int(value)
+        elif kind == "s" and rest:
+            spend[int(rest)] = int(value) / 100
+        elif kind == "i" and rest:
+            interaction_kind, _, day = rest.rpartition(":")
+            interactions[interaction_kind][int(day)] = int(value)
+        elif kind == "f" and rest:
+            feedback[rest] = tuple(
+                FeedbackAnswer(answered_at=from_epoch_ms(int(ms)), score=int(score))
+                for ms, score in json.loads(value)
+            )
+        elif not rest and name in ("wm", "fp", "lp", "pn", "ps", "li"):
+            scalars[name] = int(value)
+
+    def moment(name: str) -> datetime | None:
+        return from_epoch_ms(scalars[name]) if scalars.get(name) else None
+
+    return CustomerState(
+        customer_id=customer_id,
+        watermark=moment("wm"),
+        purchases_by_day=purchases,
+        spend_by_day=spend,
+        first_purchase_at=moment("fp"),
+        last_purchase_at=moment("lp"),
+        lifetime_purchases=scalars.get("pn", 0),
+        lifetime_spend=scalars.get("ps", 0) / 100,
+        interactions_by_kind=dict(interactions),
+        last_interaction_at=moment("li"),
+        feedback_by_kind=feedback,
+    )
