@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     redis_url: str = "redis://127.0.0.1:6379/0"
     topics: Topics = Field(default_factory=Topics)
+    topic_partitions: int = Field(default=4, ge=1, description="Partitions for topics churnwatch creates")
+    topic_replicas: int = Field(default=1, ge=1, description="Replication factor for topics churnwatch creates")
     rules_dir: Path = DEFAULT_RULES_DIR
 
     web_host: str = "127.0.0.1"

@@ -26,8 +26,8 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def port_in_use(port: int) -> bool:
-    """True if something is listening on 127.0.0.1:``port`` (used for sanity checks)."""
+def port_in_use(port: int, host: str = LOOPBACK) -> bool:
+    """True if something accepts TCP connections on ``host:port`` (a cheap readiness hint)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
-        return sock.connect_ex((LOOPBACK, port)) == 0
+        return sock.connect_ex((host, port)) == 0

@@ -53,7 +53,10 @@ def spawn(
 
 
 def _reap(pid: int) -> None:
-    """Collect our own exited child so it stops showing up as a zombie."""
+    """Collect an exited child of ours that we just stopped, so no zombie lingers.
+
+    Only used on pids we signalled (a Popen holding that pid then sees returncode 0).
+    """
     # ChildProcessError: not our child (or already reaped); its parent / init reaps it.
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
@@ -63,7 +66,6 @@ def pid_alive(pid: int | None) -> bool:
     """True if ``pid`` exists and is not a zombie."""
     if not pid or pid <= 0:
         return False
-    _reap(pid)
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
@@ -108,9 +110,7 @@ def is_ours(pid: int | None, marker: str, exe: str | None = None) -> bool:
     return argv_matches(read_cmdline(pid), marker, exe)
 
 
-def stop_process(
-    pid: int | None, marker: str, *, exe: str | None = None, timeout: float = 20.0
-) -> StopResult:
+def stop_process(pid: int | None, marker: str, *, exe: str | None = None, timeout: float = 20.0) -> StopResult:
     """SIGTERM, wait up to ``timeout`` s, then SIGKILL, but only if the process is ours.
 
     The cmdline is re-checked right before each signal to keep the reuse window tiny.
@@ -124,22 +124,28 @@ def stop_process(
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return StopResult.NOT_RUNNING
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return StopResult.TERMINATED
-        time.sleep(0.1)
+    if _wait_gone(pid, timeout):
+        return StopResult.TERMINATED
     if not is_ours(pid, marker, exe):
         return StopResult.TERMINATED
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         return StopResult.TERMINATED
-    for _ in range(100):
-        if not pid_alive(pid):
-            break
-        time.sleep(0.05)
+    _wait_gone(pid, 5.0)
     return StopResult.KILLED
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    """Poll until ``pid`` is gone (reaping it if it is our child); False on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        _reap(pid)
+        if not pid_alive(pid):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 def ensure_apt_tool(command: str, package: str, *, log: Log) -> str:
@@ -152,8 +158,7 @@ def ensure_apt_tool(command: str, package: str, *, log: Log) -> str:
         return found
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise RuntimeError(
-            f"{command!r} not found; install the Debian package {package!r} "
-            f"(e.g. `sudo apt-get install -y {package}`)"
+            f"{command!r} not found; install the Debian package {package!r} (e.g. `sudo apt-get install -y {package}`)"
         )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     steps = [

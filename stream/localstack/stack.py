@@ -141,8 +141,7 @@ def _stop_all(sdir: Path, info: StackInfo | None, log: Log, timeout: float) -> N
         result = stop_process(pid, marker, exe=exe, timeout=timeout)
         if result is StopResult.NOT_OURS:
             log(
-                f"[localstack] {label} pid {pid} is alive but is not this stack's process "
-                "(pid reused?) - not signalled"
+                f"[localstack] {label} pid {pid} is alive but is not this stack's process (pid reused?) - not signalled"
             )
         elif result is StopResult.KILLED:
             log(f"[localstack] {label} pid {pid} ignored SIGTERM for {timeout:.0f}s - killed")
@@ -200,26 +199,18 @@ def _start(name: str, sdir: Path, *, log: Log, timeout: float) -> StackInfo:
         # Redis first: it is up in milliseconds while the storage format JVM runs.
         info = replace(
             info,
-            redis_pid=redis_server.start_redis(
-                redis_bin, port=redis_port, redis_dir=redis_dir, log_path=redis_log
-            ),
+            redis_pid=redis_server.start_redis(redis_bin, port=redis_port, redis_dir=redis_dir, log_path=redis_log),
         )
         _save(info)
         kafka_broker.format_storage(libs, config.resolve(), kafka_dir=kafka_dir, log_path=kafka_log)
         info = replace(
             info,
-            kafka_pid=kafka_broker.start_broker(
-                libs, config.resolve(), kafka_dir=kafka_dir, log_path=kafka_log
-            ),
+            kafka_pid=kafka_broker.start_broker(libs, config.resolve(), kafka_dir=kafka_dir, log_path=kafka_log),
         )
         _save(info)
-        redis_server.wait_ready(
-            info.redis_url, timeout=REDIS_READY_TIMEOUT, pid=info.redis_pid, log_path=redis_log
-        )
+        redis_server.wait_ready(info.redis_url, timeout=REDIS_READY_TIMEOUT, pid=info.redis_pid, log_path=redis_log)
         pid, bootstrap = info.kafka_pid, info.kafka_bootstrap
-        waited = _run_sync(
-            lambda: kafka_broker.wait_ready(bootstrap, timeout=timeout, pid=pid, log_path=kafka_log)
-        )
+        waited = _run_sync(lambda: kafka_broker.wait_ready(bootstrap, timeout=timeout, pid=pid, log_path=kafka_log))
     except BaseException:
         _stop_all(sdir, info, log, STOP_TIMEOUT)
         _save(replace(info, kafka_pid=None, redis_pid=None, state="stopped"))
@@ -235,9 +226,7 @@ def _is_port_clash(exc: BaseException) -> bool:
     return "already in use" in str(exc).lower()
 
 
-def stack_up(
-    name: str = DEFAULT_NAME, *, log: Log = print, timeout: float = KAFKA_READY_TIMEOUT
-) -> StackInfo:
+def stack_up(name: str = DEFAULT_NAME, *, log: Log = print, timeout: float = KAFKA_READY_TIMEOUT) -> StackInfo:
     """Start stack ``name`` (Kafka + Redis) and return how to reach it.
 
     Idempotent: a running, healthy stack is returned as is. A stale or broken one is

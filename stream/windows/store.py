@@ -6,6 +6,7 @@ pipelined round trip. Scripts are atomic, so a crash between two events never le
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,6 +46,7 @@ class WindowPolicy:
 class ClaimOutcome(StrEnum):
     CLAIMED = "claimed"
     RECLAIMED = "reclaimed"
+    PUBLISHED = "published"
     COOLDOWN = "cooldown"
     EPISODE = "episode"
 
@@ -63,6 +65,7 @@ class RedisWindowStore:
         self._policy = policy
         self._update = redis.register_script(_script("update.lua"))
         self._claim = redis.register_script(_script("claim.lua"))
+        self._published = redis.register_script(_script("published.lua"))
 
     def _update_args(self, event: EventBase) -> tuple[list[str], list[Any]]:
         p = self._policy
@@ -122,9 +125,29 @@ class RedisWindowStore:
     ) -> ClaimOutcome:
         reply = await self._claim(
             keys=[keys.customer_state(customer_id)],
-            args=[rule_id, int(at.timestamp() * 1000), int(cooldown.total_seconds() * 1000), event_id, episode or ""],
+            args=[
+                rule_id,
+                int(at.timestamp() * 1000),
+                int(cooldown.total_seconds() * 1000),
+                _digest(event_id),
+                episode or "",
+            ],
         )
         return ClaimOutcome(_str(reply))
+
+    async def confirm_published(self, *, customer_id: str, rule_id: str, event_id: str) -> None:
+        await self._published(keys=[keys.customer_state(customer_id)], args=[rule_id, _digest(event_id)])
+
+    async def already_delivered(self, customer_id: str, alert_id: str, sink: str) -> bool:
+        return bool(await self._redis.exists(keys.delivered(customer_id, alert_id, sink)))
+
+    async def mark_delivered(self, customer_id: str, alert_id: str, sink: str) -> None:
+        ttl = int(self._policy.dedupe_ttl.total_seconds())
+        await self._redis.set(keys.delivered(customer_id, alert_id, sink), b"1", ex=ttl)
+
+
+def _digest(event_id: str) -> str:
+    return hashlib.blake2b(event_id.encode(), digest_size=10).hexdigest()
 
 
 def _str(value: bytes | str) -> str:

@@ -1,0 +1,159 @@
+"""The composition root: builds the faust app, its agents and every concrete object they use.
+
+Importing this module has no side effects; :func:`build_app` wires a worker from settings and an
+already validated rule set.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import faust
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.process_collector import ProcessCollector
+from pydantic import ValidationError
+from redis.asyncio import Redis
+
+from alerts.dispatch import AlertDispatcher
+from alerts.log_sink import LogNotifier
+from alerts.model import Alert
+from alerts.notifier import Notifier
+from alerts.slack import SlackNotifier
+from rules.ruleset import RuleSet
+from stream.contracts import SourceRecord
+from stream.decoding import DecodePolicy
+from stream.delivery_log import RedisDeliveryLog
+from stream.kafka_sinks import KafkaAlertPublisher, KafkaDeadLetterSink
+from stream.metrics import Metrics
+from stream.processor import EventProcessor
+from stream.settings import Settings
+from stream.windows.store import RedisWindowStore, WindowPolicy
+
+log = logging.getLogger("churnwatch.app")
+
+RAW = {"key_serializer": "raw", "value_serializer": "raw"}
+
+
+@dataclass
+class Worker:
+    """The built app plus the handles tests and the CLI need."""
+
+    app: faust.App
+    metrics: Metrics
+    redis: Redis
+    rules: Callable[[], RuleSet]
+
+
+def build_notifiers(settings: Settings) -> list[Notifier]:
+    notifiers: list[Notifier] = [LogNotifier()]
+    if settings.slack_webhook_url is not None:
+        notifiers.append(
+            SlackNotifier(settings.slack_webhook_url, messages_per_second=settings.slack_messages_per_second)
+        )
+    return notifiers
+
+
+def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegistry | None = None) -> Worker:
+    registry = registry or CollectorRegistry()
+    ProcessCollector(registry=registry)
+    metrics = Metrics(registry)
+    active = {"rules": rule_set}
+    metrics.rules_loaded.set(len(rule_set.enabled))
+    metrics.rule_set_info.labels(version=rule_set.version).set(1)
+
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        autodiscover=False,
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replicas,
+    )
+    topics = settings.topics
+    events_topic = app.topic(*topics.events, **RAW)
+    alerts_topic = app.topic(topics.alerts, **RAW)
+    dead_letter_sink = KafkaDeadLetterSink(app.topic(topics.deadletter, **RAW))
+
+    redis = Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+    store = RedisWindowStore(
+        redis,
+        WindowPolicy(
+            retention=settings.retention,
+            dedupe_ttl=settings.dedupe_ttl,
+            idle_ttl=settings.idle_ttl,
+            feedback_history=settings.feedback_history,
+        ),
+    )
+    processor = EventProcessor(
+        stream_kinds={topics.purchases: "purchase", topics.interactions: "interaction", topics.feedback: "feedback"},
+        store=store,
+        rules=lambda: active["rules"],
+        publisher=KafkaAlertPublisher(alerts_topic),
+        dead_letters=dead_letter_sink,
+        metrics=metrics,
+        decode_policy=DecodePolicy(
+            max_message_bytes=settings.max_message_bytes,
+            max_future_skew=settings.max_future_skew,
+            currency=settings.currency,
+        ),
+    )
+    dispatcher = AlertDispatcher(
+        build_notifiers(settings),
+        RedisDeliveryLog(store),
+        attempts=settings.delivery_attempts,
+        backoff_max=settings.delivery_backoff_max.total_seconds(),
+        on_outcome=metrics.record_delivery,
+    )
+
+    # concurrency=1: faust can commit past an in-flight message with concurrency > 1 (faust #606).
+    @app.agent(events_topic, concurrency=1, name="churnwatch.consume_events")
+    async def consume_events(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            message = event.message
+            await processor.process(
+                SourceRecord(message.topic, message.partition, message.offset, message.key, message.value)
+            )
+
+    @app.agent(alerts_topic, concurrency=1, name="churnwatch.deliver_alerts")
+    async def deliver_alerts(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            message = event.message
+            record = SourceRecord(message.topic, message.partition, message.offset, message.key, message.value)
+            try:
+                alert = Alert.model_validate_json(message.value or b"")
+            except ValidationError as exc:
+                await dead_letter_sink.dead_letter(record, "invalid_alert", str(exc))
+                metrics.deadletters.labels(topic=record.topic, reason="invalid_alert").inc()
+                continue
+            result = await dispatcher.dispatch(alert)
+            failed = result.undelivered
+            if failed:
+                detail = "; ".join(f"{sink}: {outcome}" for sink, outcome in failed.items())
+                await dead_letter_sink.dead_letter(record, "undeliverable", detail)
+                metrics.deadletters.labels(topic=record.topic, reason="undeliverable").inc()
+
+    @app.page("/metrics")
+    async def metrics_page(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        return web.bytes(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    @app.page("/healthz")
+    async def healthz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        return web.json({"status": "ok", "rule_set": active["rules"].version})
+
+    @app.page("/readyz")
+    async def readyz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        try:
+            await redis.ping()
+        except Exception as exc:  # readiness reports any failure rather than raising
+            return web.json({"status": "redis unavailable", "error": type(exc).__name__}, status=503)
+        return web.json({"status": "ready", "rule_set": active["rules"].version})
+
+    return Worker(app=app, metrics=metrics, redis=redis, rules=lambda: active["rules"])

@@ -1,0 +1,111 @@
+"""The ``churnwatch`` command: run the worker or the demo, check rules, print schemas, manage the local stack."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from rules.ruleset import RuleConfigError, RuleFile, load_rule_set
+from stream.settings import Settings
+
+
+@click.group()
+def main() -> None:
+    """churnwatch: streaming early warning for customer churn."""
+
+
+def _load_rules_or_exit(path: Path) -> object:
+    try:
+        return load_rule_set(path)
+    except RuleConfigError as exc:
+        click.echo(f"churnwatch: invalid rule set in {path}; refusing to start:", err=True)
+        for problem in exc.problems:
+            click.echo(f"  {problem}", err=True)
+        sys.exit(2)
+
+
+@main.command()
+@click.option("--rules", "rules_dir", type=click.Path(path_type=Path), help="Rule file or directory")
+@click.option("--loglevel", default="info", show_default=True)
+def worker(rules_dir: Path | None, loglevel: str) -> None:
+    """Run the stream worker (settings from CHURNWATCH_* environment variables)."""
+    import faust
+
+    from stream.app import build_app
+    from stream.topics import ensure_topics
+
+    settings = Settings()
+    if rules_dir is not None:
+        settings = settings.model_copy(update={"rules_dir": rules_dir})
+    rule_set = _load_rules_or_exit(settings.rules_dir)
+    asyncio.run(ensure_topics(settings))
+    built = build_app(settings, rule_set)  # type: ignore[arg-type]
+    click.echo(
+        f"churnwatch worker: kafka {settings.kafka_bootstrap}, redis {settings.redis_url}, "
+        f"{len(built.rules().enabled)} rules (set {built.rules().version}), "
+        f"metrics http://{settings.web_host}:{settings.web_port}/metrics"
+    )
+    faust.Worker(built.app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+@main.command()
+@click.option("--customers", default=40, show_default=True, help="Demo customers to simulate")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--rate", default=2.0, show_default=True, help="Live events per second after the backfill")
+@click.option("--stack-name", default="demo", show_default=True)
+def demo(customers: int, seed: int, rate: float, stack_name: str) -> None:
+    """Start a local Kafka and Redis, the worker and a generator of realistic customers. Ctrl-C stops all."""
+    from stream.demo_runner import run_demo_session
+
+    sys.exit(run_demo_session(customers=customers, seed=seed, rate=rate, stack_name=stack_name))
+
+
+@main.group()
+def rules() -> None:
+    """Check warning rules."""
+
+
+@rules.command("check")
+@click.argument("path", type=click.Path(path_type=Path), required=False)
+def rules_check(path: Path | None) -> None:
+    """Validate a rule file or directory; print every problem with file and field; exit 1 on any."""
+    target = path or Settings().rules_dir
+    try:
+        rule_set = load_rule_set(target)
+    except RuleConfigError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        click.echo(f"{len(exc.problems)} problem(s) in {target}", err=True)
+        sys.exit(1)
+    click.echo(f"ok: {len(rule_set.rules)} rules in {len(rule_set.sources)} file(s), version {rule_set.version}")
+
+
+@main.command()
+@click.argument("what", type=click.Choice(["events", "rules"]))
+def schema(what: str) -> None:
+    """Print the JSON Schema of the event contracts or of a rule file (for editors and producers)."""
+    from stream.events import EVENT_MODELS
+
+    if what == "rules":
+        document = RuleFile.model_json_schema()
+    else:
+        document = {name: model.model_json_schema() for name, model in EVENT_MODELS.items()}
+    click.echo(json.dumps(document, indent=2))
+
+
+def _mount_stack() -> None:
+    from stream.localstack.cli import stack_group
+
+    main.add_command(stack_group, name="stack")
+
+
+_mount_stack()
+
+if __name__ == "__main__":  # pragma: no cover
+    logging.basicConfig(level=logging.INFO)
+    main()

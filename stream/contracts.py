@@ -1,0 +1,49 @@
+"""The roles the event processor talks to, as narrow Protocols; adapters are named for the technology."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from alerts.model import Alert
+from stream.events import EventBase
+from stream.windows.store import ClaimOutcome, WindowUpdate
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """One Kafka message as it arrived: where it came from and its untouched bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class WindowStore(Protocol):
+    async def apply(self, event: EventBase) -> WindowUpdate: ...
+
+    async def claim_alert(
+        self,
+        *,
+        customer_id: str,
+        rule_id: str,
+        at: datetime,
+        cooldown: timedelta,
+        event_id: str,
+        episode: str | None,
+    ) -> ClaimOutcome: ...
+
+    async def confirm_published(self, *, customer_id: str, rule_id: str, event_id: str) -> None: ...
+
+
+class AlertPublisher(Protocol):
+    async def publish(self, alert: Alert) -> None:
+        """Return only once the alert is durably on the alerts topic."""
+
+
+class DeadLetterSink(Protocol):
+    async def dead_letter(self, record: SourceRecord, reason: str, detail: str) -> None:
+        """Keep the original bytes with the reason and the source position; return once durable."""

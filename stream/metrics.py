@@ -1,0 +1,95 @@
+"""Every Prometheus metric churnwatch exposes, declared in one place and counted at the call sites.
+
+Labels stay bounded (topic, outcome, rule, severity, sink, reason): never a customer id.
+A fresh :class:`Metrics` per registry keeps tests independent.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_AGE_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 6 * 3600, 86400, 7 * 86400)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.events_consumed = Counter(
+            "churnwatch_events_consumed_total",
+            "Events read from Kafka, by topic and outcome (ok, invalid, duplicate, late).",
+            ["topic", "outcome"],
+            registry=registry,
+        )
+        self.event_processing = Histogram(
+            "churnwatch_event_processing_seconds",
+            "Time from reading an event to finishing its window update, rules and alerts.",
+            ["topic"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.event_age = Histogram(
+            "churnwatch_event_age_seconds",
+            "Wall-clock age of an event's occurred_at when processed (how far behind live we are).",
+            ["topic"],
+            buckets=_AGE_BUCKETS,
+            registry=registry,
+        )
+        self.deadletters = Counter(
+            "churnwatch_deadletters_total",
+            "Messages sent to the dead-letter topic, by source topic and reason.",
+            ["topic", "reason"],
+            registry=registry,
+        )
+        self.rule_evaluations = Counter(
+            "churnwatch_rule_evaluations_total",
+            "Rule evaluations, by rule.",
+            ["rule"],
+            registry=registry,
+        )
+        self.alerts_fired = Counter(
+            "churnwatch_alerts_fired_total",
+            "Alerts published to the alerts topic, by rule and severity.",
+            ["rule", "severity"],
+            registry=registry,
+        )
+        self.alerts_suppressed = Counter(
+            "churnwatch_alerts_suppressed_total",
+            "Rule firings not alerted, by rule and reason (cooldown, episode, published).",
+            ["rule", "reason"],
+            registry=registry,
+        )
+        self.alert_deliveries = Counter(
+            "churnwatch_alert_deliveries_total",
+            "Alert deliveries, by sink and outcome.",
+            ["sink", "outcome"],
+            registry=registry,
+        )
+        self.alert_delivery = Histogram(
+            "churnwatch_alert_delivery_seconds",
+            "Time to deliver one alert to one sink, retries included.",
+            ["sink"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.store_errors = Counter(
+            "churnwatch_store_errors_total",
+            "Redis calls that failed and were retried, by operation.",
+            ["operation"],
+            registry=registry,
+        )
+        self.rules_loaded = Gauge(
+            "churnwatch_rules_loaded",
+            "Enabled rules in the active rule set.",
+            registry=registry,
+        )
+        self.rule_set_info = Gauge(
+            "churnwatch_rule_set_info",
+            "The active rule set's version (content hash) as a label; value is always 1.",
+            ["version"],
+            registry=registry,
+        )
+
+    def record_delivery(self, sink: str, outcome: str, seconds: float) -> None:
+        self.alert_deliveries.labels(sink=sink, outcome=outcome).inc()
+        self.alert_delivery.labels(sink=sink).observe(seconds)

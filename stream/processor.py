@@ -1,0 +1,157 @@
+"""Processing one consumed event: validate, update the windows, evaluate rules, publish alerts.
+
+Delivery guarantee (Kafka is at-least-once, faust can redeliver after a crash or rebalance):
+- a window update is idempotent (the event id is remembered), so a redelivered event counts once;
+- an alert is claimed in Redis before it is published and confirmed after, so a redelivery
+  re-publishes only an alert whose publication was never confirmed (same ``alert_id``), and
+  otherwise publishes nothing: alerts are at-least-once, duplicates only after a crash in between;
+- an invalid message is dead-lettered with its bytes and position and never stops the partition;
+- Redis being down stalls processing (retried with backoff, counted) rather than losing events.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
+
+from alerts.model import Alert
+from rules.base import Finding
+from rules.evaluation import evaluate
+from rules.ruleset import RuleSet
+from stream.contracts import AlertPublisher, DeadLetterSink, SourceRecord, WindowStore
+from stream.decoding import DecodePolicy, Rejection, decode_event
+from stream.events import EventBase
+from stream.metrics import Metrics
+from stream.windows.store import UpdateOutcome, WindowUpdate
+
+log = logging.getLogger("churnwatch.processor")
+
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class EventProcessor:
+    def __init__(
+        self,
+        *,
+        stream_kinds: dict[str, str],
+        store: WindowStore,
+        rules: Callable[[], RuleSet],
+        publisher: AlertPublisher,
+        dead_letters: DeadLetterSink,
+        metrics: Metrics,
+        decode_policy: DecodePolicy,
+        clock: Clock = _utcnow,
+        store_retry_max_seconds: float = 5.0,
+    ) -> None:
+        """``stream_kinds`` maps a topic name to its event kind (purchase, interaction, feedback);
+        ``rules`` returns the active rule set (it may be swapped between events)."""
+        self._kinds = stream_kinds
+        self._store = store
+        self._rules = rules
+        self._publisher = publisher
+        self._dead_letters = dead_letters
+        self._metrics = metrics
+        self._policy = decode_policy
+        self._clock = clock
+        self._store_retry_max = store_retry_max_seconds
+
+    async def process(self, record: SourceRecord) -> UpdateOutcome | None:
+        """Handle one record; return the window outcome, or None if it was dead-lettered.
+
+        A message that breaks processing in an unexpected way is dead-lettered as
+        ``processing_error`` rather than crashing the agent and stalling its partition.
+        """
+        try:
+            return await self._process(record)
+        except Exception as exc:
+            log.exception("processing %s[%d]@%d failed", record.topic, record.partition, record.offset)
+            await self._reject(record, "processing_error", f"{type(exc).__name__}: {exc}")
+            return None
+
+    async def _reject(self, record: SourceRecord, reason: str, detail: str) -> None:
+        await self._dead_letters.dead_letter(record, reason, detail)
+        self._metrics.deadletters.labels(topic=record.topic, reason=reason).inc()
+        self._metrics.events_consumed.labels(topic=record.topic, outcome="invalid").inc()
+        log.warning("dead-lettered %s[%d]@%d: %s: %s", record.topic, record.partition, record.offset, reason, detail)
+
+    async def _process(self, record: SourceRecord) -> UpdateOutcome | None:
+        started = time.perf_counter()
+        decoded = decode_event(self._kinds[record.topic], record.value, now=self._clock(), policy=self._policy)
+        if isinstance(decoded, Rejection):
+            await self._reject(record, decoded.reason.value, decoded.detail)
+            return None
+        update = await self._retrying("apply", lambda: self._store.apply(decoded))
+        self._metrics.events_consumed.labels(topic=record.topic, outcome=update.outcome.value).inc()
+        if update.outcome is not UpdateOutcome.LATE and update.state.watermark is not None:
+            # A duplicate is evaluated again: if its alert was claimed but never confirmed
+            # published (a crash in between), this is where it gets published.
+            await self._alert(decoded, record.topic, update.state.watermark, update)
+        self._metrics.event_processing.labels(topic=record.topic).observe(time.perf_counter() - started)
+        self._metrics.event_age.labels(topic=record.topic).observe(
+            max(0.0, (self._clock() - decoded.occurred_at).total_seconds())
+        )
+        return update.outcome
+
+    async def _alert(self, event: EventBase, topic: str, now: datetime, update: WindowUpdate) -> None:
+        rule_set = self._rules()
+        for rule in rule_set.enabled:
+            self._metrics.rule_evaluations.labels(rule=rule.id).inc()
+        for finding in evaluate(rule_set.enabled, update.state, now):
+            await self._claim_and_publish(finding, event, topic)
+
+    async def _claim_and_publish(self, finding: Finding, event: EventBase, topic: str) -> None:
+        claim = await self._retrying(
+            "claim",
+            lambda: self._store.claim_alert(
+                customer_id=finding.customer_id,
+                rule_id=finding.rule_id,
+                at=finding.evaluated_at,
+                cooldown=finding.cooldown,
+                event_id=event.event_id,
+                episode=finding.episode,
+            ),
+        )
+        if not claim.should_send:
+            self._metrics.alerts_suppressed.labels(rule=finding.rule_id, reason=claim.value).inc()
+            return
+        alert = Alert.from_finding(
+            finding, trigger_event_id=event.event_id, trigger_topic=topic, detected_at=self._clock()
+        )
+        await self._publisher.publish(alert)
+        await self._retrying(
+            "confirm",
+            lambda: self._store.confirm_published(
+                customer_id=finding.customer_id, rule_id=finding.rule_id, event_id=event.event_id
+            ),
+        )
+        self._metrics.alerts_fired.labels(rule=finding.rule_id, severity=finding.severity.value).inc()
+
+    async def _retrying(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Retry Redis connection failures with capped backoff until Redis answers: never skip an event."""
+
+        def count(state: RetryCallState) -> None:
+            self._metrics.store_errors.labels(operation=operation).inc()
+            log.error("redis %s failed (attempt %d), retrying: %s", operation, state.attempt_number,
+                      state.outcome.exception() if state.outcome else None)
+
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type((RedisConnectionError, RedisTimeoutError, OSError)),
+            wait=wait_exponential_jitter(initial=0.05, max=self._store_retry_max),
+            before_sleep=count,
+            reraise=True,
+        ):
+            with attempt:
+                return await call()
+        raise AssertionError("unreachable")  # pragma: no cover
