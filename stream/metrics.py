@@ -72,9 +72,9 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
-        self.store_errors = Counter(
-            "churnwatch_store_errors_total",
-            "Redis calls that failed and were retried, by operation.",
+        self.dependency_errors = Counter(
+            "churnwatch_dependency_errors_total",
+            "Redis or Kafka calls that failed and were retried, by operation (apply, claim, publish, ...).",
             ["operation"],
             registry=registry,
         )

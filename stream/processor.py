@@ -6,17 +6,20 @@ Delivery guarantee (Kafka is at-least-once, faust can redeliver after a crash or
   re-publishes only an alert whose publication was never confirmed (same ``alert_id``), and
   otherwise publishes nothing: alerts are at-least-once, duplicates only after a crash in between;
 - an invalid message is dead-lettered with its bytes and position and never stops the partition;
-- Redis being down stalls processing (retried with backoff, counted) rather than losing events.
+- Redis or the alerts topic being unavailable stalls processing (retried with backoff, counted)
+  rather than losing events; any other failure dead-letters the event as ``processing_error``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from aiokafka.errors import KafkaError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
@@ -34,6 +37,8 @@ from stream.windows.store import UpdateOutcome, WindowUpdate
 log = logging.getLogger("churnwatch.processor")
 
 T = TypeVar("T")
+_STORE_ERRORS: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+_PUBLISH_ERRORS: tuple[type[BaseException], ...] = (KafkaError, ConnectionError, OSError, asyncio.TimeoutError)
 Clock = Callable[[], datetime]
 
 
@@ -129,7 +134,7 @@ class EventProcessor:
         alert = Alert.from_finding(
             finding, trigger_event_id=event.event_id, trigger_topic=topic, detected_at=self._clock()
         )
-        await self._publisher.publish(alert)
+        await self._retrying("publish", lambda: self._publisher.publish(alert), retry_on=_PUBLISH_ERRORS)
         await self._retrying(
             "confirm",
             lambda: self._store.confirm_published(
@@ -138,16 +143,21 @@ class EventProcessor:
         )
         self._metrics.alerts_fired.labels(rule=finding.rule_id, severity=finding.severity.value).inc()
 
-    async def _retrying(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
-        """Retry Redis connection failures with capped backoff until Redis answers: never skip an event."""
+    async def _retrying(
+        self,
+        operation: str,
+        call: Callable[[], Awaitable[T]],
+        retry_on: tuple[type[BaseException], ...] = _STORE_ERRORS,
+    ) -> T:
+        """Retry an unavailable Redis or Kafka with capped backoff until it answers: stall, never skip an event."""
 
         def count(state: RetryCallState) -> None:
-            self._metrics.store_errors.labels(operation=operation).inc()
-            log.error("redis %s failed (attempt %d), retrying: %s", operation, state.attempt_number,
+            self._metrics.dependency_errors.labels(operation=operation).inc()
+            log.error("%s failed (attempt %d), retrying: %s", operation, state.attempt_number,
                       state.outcome.exception() if state.outcome else None)
 
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type((RedisConnectionError, RedisTimeoutError, OSError)),
+            retry=retry_if_exception_type(retry_on),
             wait=wait_exponential_jitter(initial=0.05, max=self._store_retry_max),
             before_sleep=count,
             reraise=True,

@@ -1,16 +1,15 @@
 """Reading the customer state hash written by ``update.lua`` into a :class:`rules.state.CustomerState`.
 
 Pure (no Redis calls), so the field layout is unit-tested without a server. The layout:
-``wm`` latest event time (ms); ``p:<day>``/``s:<day>`` purchases and spend in cents per UTC day;
+``wm`` latest event time (ms); ``p`` JSON ``{day: [purchases, cents]}`` per UTC day number;
 ``fp``/``lp`` first/last purchase (ms); ``pn``/``ps`` lifetime count and cents;
-``i:<kind>:<day>`` interactions; ``li`` last interaction (ms); ``f:<kind>`` JSON ``[[ms, score], ...]``;
-``a:<rule>`` alert claims; ``pd`` last day buckets were pruned.
+``i:<kind>`` JSON ``{day: count}``; ``li`` last interaction (ms); ``f:<kind>`` JSON
+``[[ms, score], ...]`` oldest first; ``a:<rule>`` alert claims; ``pd`` last day the series were pruned.
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -31,19 +30,18 @@ def _text(value: bytes | str) -> str:
 def state_from_hash(customer_id: str, fields: Mapping[bytes, bytes] | Mapping[str, str]) -> CustomerState:
     purchases: dict[int, int] = {}
     spend: dict[int, float] = {}
-    interactions: defaultdict[str, dict[int, int]] = defaultdict(dict)
+    interactions: dict[str, dict[int, int]] = {}
     feedback: dict[str, tuple[FeedbackAnswer, ...]] = {}
     scalars: dict[str, int] = {}
     for raw_name, raw_value in fields.items():
         name, value = _text(raw_name), _text(raw_value)
         kind, _, rest = name.partition(":")
-        if kind == "p" and rest:
-            purchases[int(rest)] = int(value)
-        elif kind == "s" and rest:
-            spend[int(rest)] = int(value) / 100
+        if name == "p":
+            for day, (count, cents) in json.loads(value).items():
+                purchases[int(day)] = int(count)
+                spend[int(day)] = int(cents) / 100
         elif kind == "i" and rest:
-            interaction_kind, _, day = rest.rpartition(":")
-            interactions[interaction_kind][int(day)] = int(value)
+            interactions[rest] = {int(day): int(count) for day, count in json.loads(value).items()}
         elif kind == "f" and rest:
             feedback[rest] = tuple(
                 FeedbackAnswer(answered_at=from_epoch_ms(int(ms)), score=int(score))
@@ -64,7 +62,7 @@ def state_from_hash(customer_id: str, fields: Mapping[bytes, bytes] | Mapping[st
         last_purchase_at=moment("lp"),
         lifetime_purchases=scalars.get("pn", 0),
         lifetime_spend=scalars.get("ps", 0) / 100,
-        interactions_by_kind=dict(interactions),
+        interactions_by_kind=interactions,
         last_interaction_at=moment("li"),
         feedback_by_kind=feedback,
     )

@@ -7,12 +7,42 @@
 -- interaction: ARGV[6] kind
 -- feedback:    ARGV[6] kind, ARGV[7] score, ARGV[8] answers kept per kind
 -- Returns {status, flat HGETALL of the state}; status is 'ok', 'duplicate' or 'late'.
+--
+-- Day series are JSON objects keyed by UTC day number, one hash field per series
+-- ('p' = {day: [purchases, cents]}, 'i:<kind>' = {day: count}), so the field count stays small
+-- however many days are kept, and memory is bounded by the horizon, not by the event count.
 local state = KEYS[1]
 local stream = ARGV[1]
 local t = tonumber(ARGV[2])
 local horizon_days = tonumber(ARGV[3])
 local day_ms = 86400000
-local day = math.floor(t / day_ms)
+local day = tostring(math.floor(t / day_ms))
+
+local function load(field)
+  local raw = redis.call('HGET', state, field)
+  if raw then return cjson.decode(raw) end
+  return {}
+end
+
+local function save(field, series)
+  if next(series) == nil then
+    redis.call('HDEL', state, field)
+  else
+    redis.call('HSET', state, field, cjson.encode(series))
+  end
+end
+
+local function prune(series, oldest)
+  for d, _ in pairs(series) do
+    if tonumber(d) < oldest then series[d] = nil end
+  end
+  return series
+end
+
+local function keep_max(field, value)
+  local current = tonumber(redis.call('HGET', state, field) or '0')
+  if value > current then redis.call('HSET', state, field, ARGV[2]) end
+end
 
 -- 1. A redelivered event changes nothing (its id is remembered for the dedupe ttl).
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[4])) then
@@ -24,27 +54,36 @@ local wm = tonumber(redis.call('HGET', state, 'wm') or '0')
 if wm > 0 and t < wm - horizon_days * day_ms then
   return {'late', {}}
 end
+local new_wm = math.max(wm, t)
+local oldest = math.floor(new_wm / day_ms) - horizon_days + 1
 
 -- 3. Bucket the event by its own day, so late and out-of-order events land where they belong.
 if stream == 'p' then
   local cents = tonumber(ARGV[6])
-  redis.call('HINCRBY', state, 'p:' .. day, 1)
-  redis.call('HINCRBY', state, 's:' .. day, cents)
+  local series = prune(load('p'), oldest)
+  local bucket = series[day]
+  if bucket then
+    bucket[1] = bucket[1] + 1
+    bucket[2] = bucket[2] + cents
+  else
+    series[day] = {1, cents}
+  end
+  save('p', series)
   redis.call('HINCRBY', state, 'pn', 1)
   redis.call('HINCRBY', state, 'ps', cents)
   local fp = tonumber(redis.call('HGET', state, 'fp') or '0')
   if fp == 0 or t < fp then redis.call('HSET', state, 'fp', ARGV[2]) end
-  local lp = tonumber(redis.call('HGET', state, 'lp') or '0')
-  if t > lp then redis.call('HSET', state, 'lp', ARGV[2]) end
+  keep_max('lp', t)
 elseif stream == 'i' then
-  redis.call('HINCRBY', state, 'i:' .. ARGV[6] .. ':' .. day, 1)
-  local li = tonumber(redis.call('HGET', state, 'li') or '0')
-  if t > li then redis.call('HSET', state, 'li', ARGV[2]) end
+  local field = 'i:' .. ARGV[6]
+  local series = prune(load(field), oldest)
+  series[day] = (series[day] or 0) + 1
+  save(field, series)
+  keep_max('li', t)
 elseif stream == 'f' then
   local field = 'f:' .. ARGV[6]
   local keep = tonumber(ARGV[8])
-  local raw = redis.call('HGET', state, field)
-  local answers = raw and cjson.decode(raw) or {}
+  local answers = load(field)
   local pos = #answers + 1
   while pos > 1 and answers[pos - 1][1] > t do pos = pos - 1 end
   table.insert(answers, pos, {t, tonumber(ARGV[7])})
@@ -52,21 +91,12 @@ elseif stream == 'f' then
   redis.call('HSET', state, field, cjson.encode(answers))
 end
 
--- 4. Advance the watermark; once per new day, drop day buckets that fell out of the horizon.
-if t > wm then
-  redis.call('HSET', state, 'wm', ARGV[2])
-  wm = t
-end
-local wm_day = math.floor(wm / day_ms)
-local oldest = wm_day - horizon_days + 1
+-- 4. Advance the watermark; once per new day, prune the series this event did not touch.
+if t > wm then redis.call('HSET', state, 'wm', ARGV[2]) end
+local wm_day = math.floor(new_wm / day_ms)
 if tonumber(redis.call('HGET', state, 'pd') or '0') < wm_day then
-  local stale = {}
   for _, f in ipairs(redis.call('HKEYS', state)) do
-    local d = string.match(f, '^[ps]:(%d+)$') or string.match(f, '^i:[^:]+:(%d+)$')
-    if d and tonumber(d) < oldest then stale[#stale + 1] = f end
-  end
-  for i = 1, #stale, 500 do
-    redis.call('HDEL', state, unpack(stale, i, math.min(i + 499, #stale)))
+    if f == 'p' or string.sub(f, 1, 2) == 'i:' then save(f, prune(load(f), oldest)) end
   end
   redis.call('HSET', state, 'pd', wm_day)
 end
