@@ -158,7 +158,7 @@ class EventProcessor:
 
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(retry_on),
-            wait=wait_exponential_jitter(initial=0.05, max=self._store_retry_max),
+            wait=wait_exponential_jitter(multiplier=0.05, max=self._store_retry_max, jitter=0.05),
             before_sleep=count,
             reraise=True,
         ):

@@ -1,0 +1,155 @@
+"""The event processor on a real Redis, with recording sinks: at-least-once without double counts or alerts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from rules.ruleset import RuleSet, load_rule_set
+from stream.contracts import SourceRecord
+from stream.decoding import DecodePolicy
+from stream.events import EventBase
+from stream.localstack import StackInfo
+from stream.metrics import Metrics
+from stream.processor import EventProcessor
+from stream.windows.store import RedisWindowStore, UpdateOutcome, WindowPolicy
+from tests.events_factory import feedback, interaction, unique_customer, weekly_purchases, wire
+from tests.fakes import RecordingDeadLetters, RecordingPublisher
+
+DEFAULT_RULES = Path(__file__).resolve().parents[2] / "rules" / "defaults"
+KINDS = {"p": "purchase", "i": "interaction", "f": "feedback"}
+TOPIC_OF = {"PurchaseEvent": "p", "InteractionEvent": "i", "FeedbackEvent": "f"}
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+class SimulatedCrash(BaseException):
+    """Stands for the process dying: nothing in the processor may swallow it."""
+
+
+class Harness:
+    def __init__(self, redis: Redis, rules: RuleSet) -> None:
+        self.publisher = RecordingPublisher()
+        self.dead = RecordingDeadLetters()
+        self.metrics = Metrics(CollectorRegistry())
+        self.offset = 0
+        self.processor = EventProcessor(
+            stream_kinds=KINDS,
+            store=RedisWindowStore(redis, WindowPolicy(timedelta(days=150), timedelta(days=7), timedelta(days=180), 10)),
+            rules=lambda: rules,
+            publisher=self.publisher,
+            dead_letters=self.dead,
+            metrics=self.metrics,
+            decode_policy=DecodePolicy(max_message_bytes=8192, max_future_skew=timedelta(hours=1), currency="USD"),
+        )
+
+    def record(self, event: EventBase) -> SourceRecord:
+        self.offset += 1
+        return SourceRecord(TOPIC_OF[type(event).__name__], 0, self.offset, event.customer_id.encode(), wire(event))
+
+    async def feed(self, events: list[EventBase]) -> list[UpdateOutcome | None]:
+        return [await self.processor.process(self.record(e)) for e in events]
+
+    def count(self, topic: str, outcome: str) -> float:
+        return self.metrics.registry.get_sample_value(
+            "churnwatch_events_consumed_total", {"topic": topic, "outcome": outcome}
+        ) or 0.0
+
+
+@pytest.fixture
+async def redis(local_stack: StackInfo) -> AsyncIterator[Redis]:
+    client = Redis.from_url(local_stack.redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def harness(redis: Redis) -> Harness:
+    return Harness(redis, load_rule_set(DEFAULT_RULES))
+
+
+def fading_customer() -> tuple[str, list[EventBase]]:
+    cid = unique_customer("fading")
+    return cid, [*weekly_purchases(cid, NOW, 119, 40), interaction(cid, NOW)]
+
+
+async def test_fading_customer_alerts_once_with_evidence(harness: Harness) -> None:
+    cid, events = fading_customer()
+    await harness.feed(events)
+    (alert,) = harness.publisher.alerts
+    assert alert.customer_id == cid and alert.rule_id == "purchase-frequency-drop"
+    assert alert.evidence["recent_purchases"] == 0 and alert.evidence["baseline_purchases"] == 12
+    assert "0 purchases in the last 30 days against a usual 4.0" in alert.message
+    await harness.feed([interaction(cid, NOW + timedelta(minutes=5))])  # still fading: cooldown holds
+    assert len(harness.publisher.alerts) == 1
+
+
+async def test_redelivery_counts_nothing_twice_and_sends_no_second_alert(harness: Harness, redis: Redis) -> None:
+    cid, events = fading_customer()
+    detractor = feedback(cid, NOW, 3)
+    await harness.feed([*events, detractor])
+    assert sorted(a.rule_id for a in harness.publisher.alerts) == ["nps-detractor", "purchase-frequency-drop"]
+    outcomes = await harness.feed([*events, detractor])  # a whole redelivery, as after a rebalance
+    assert set(outcomes) == {UpdateOutcome.DUPLICATE}
+    assert len(harness.publisher.alerts) == 2
+    state = await harness.processor._store.read(cid)  # type: ignore[attr-defined]
+    assert state.lifetime_purchases == len(events) - 1
+    assert harness.count("p", "duplicate") == len(events) - 1
+
+
+async def test_crash_between_claim_and_publish_publishes_on_redelivery(redis: Redis) -> None:
+    rules = load_rule_set(DEFAULT_RULES)
+    cid, events = fading_customer()
+    crashing = Harness(redis, rules)
+
+    async def crash(alert: object) -> None:
+        raise SimulatedCrash
+
+    crashing.publisher.publish = crash  # type: ignore[method-assign]
+    await crashing.feed(events[:-1])
+    with pytest.raises(SimulatedCrash):
+        await crashing.feed(events[-1:])
+    restarted = Harness(redis, rules)  # a new worker gets the same message again
+    await restarted.feed(events[-1:])
+    (alert,) = restarted.publisher.alerts
+    assert alert.rule_id == "purchase-frequency-drop"
+    await restarted.feed(events[-1:])  # and once confirmed, never again
+    assert len(restarted.publisher.alerts) == 1
+
+
+async def test_publish_outage_is_retried_not_skipped(harness: Harness) -> None:
+    cid, events = fading_customer()
+    harness.publisher.fail_next = 2
+    await harness.feed(events)
+    assert len(harness.publisher.alerts) == 1
+    assert harness.metrics.registry.get_sample_value(
+        "churnwatch_dependency_errors_total", {"operation": "publish"}
+    ) == 2
+
+
+async def test_garbage_is_dead_lettered_and_good_events_behind_it_flow(harness: Harness) -> None:
+    cid = unique_customer()
+    good = feedback(cid, NOW, 2)
+    records = [
+        SourceRecord("f", 0, 1, b"k", b"\x00not json"),
+        SourceRecord("f", 0, 2, b"k", b'{"event_id": "x"}'),
+        SourceRecord("f", 0, 3, b"k", wire(good).replace(b'"score":2', b'"score":42')),
+        harness.record(good),
+    ]
+    outcomes = [await harness.processor.process(r) for r in records]
+    assert outcomes == [None, None, None, UpdateOutcome.OK]
+    assert [(r.offset, reason) for r, reason, _ in harness.dead.records] == [(1, "not_json"), (2, "schema"), (3, "schema")]
+    assert harness.dead.records[0][0].value == b"\x00not json"  # original bytes kept
+    assert [a.rule_id for a in harness.publisher.alerts] == ["nps-detractor"]
+    assert harness.count("f", "invalid") == 3 and harness.count("f", "ok") == 1
+
+
+async def test_late_event_beyond_horizon_is_counted_and_dropped(harness: Harness) -> None:
+    cid = unique_customer()
+    await harness.feed([interaction(cid, NOW)])
+    assert await harness.feed([interaction(cid, NOW - timedelta(days=200))]) == [UpdateOutcome.LATE]
+    assert harness.count("i", "late") == 1
