@@ -18,11 +18,13 @@ import math
 import time
 from collections.abc import Mapping
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from alerts.model import Alert
 
 REDACTED = "<redacted>"
 _BODY_SNIPPET = 200
+_TOKEN_LIKE = 16
 
 
 class Notifier(Protocol):
@@ -46,9 +48,7 @@ class DeliveryError(Exception):
 class RetryableDeliveryError(DeliveryError):
     """Trying again later may succeed; ``retry_after`` is the receiver's own hint, if it gave one."""
 
-    def __init__(
-        self, sink: str, reason: str, *, status: int | None = None, retry_after: float | None = None
-    ) -> None:
+    def __init__(self, sink: str, reason: str, *, status: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(sink, reason, status=status)
         self.retry_after = retry_after
 
@@ -58,14 +58,17 @@ class PermanentDeliveryError(DeliveryError):
 
 
 def redact(text: str, secret_url: str) -> str:
-    """Remove the URL, and its path and query (the secret part of a webhook URL), from ``text``."""
-    from yarl import URL  # aiohttp's URL type; it renders URLs the way aiohttp's errors quote them
+    """Remove the URL, its path and query, and any token-like path segment from ``text``.
 
+    Segments are scrubbed one by one too, because HTTP libraries may re-quote a URL in their errors.
+    """
     try:
-        parsed = URL(secret_url)
-        forms = {secret_url, str(parsed), parsed.path_qs, parsed.raw_path_qs, parsed.query_string}
-    except (ValueError, TypeError):
-        forms = {secret_url}
+        parts = urlsplit(secret_url)
+    except ValueError:
+        return text.replace(secret_url, REDACTED) if secret_url else text
+    path_qs = parts.path + (f"?{parts.query}" if parts.query else "")
+    forms = {secret_url, path_qs, parts.query, parts.password or ""}
+    forms.update(segment for segment in parts.path.split("/") if len(segment) >= _TOKEN_LIKE)
     for form in sorted((f for f in forms if len(f) > 1), key=len, reverse=True):
         text = text.replace(form, REDACTED)
     return text
@@ -73,13 +76,11 @@ def redact(text: str, secret_url: str) -> str:
 
 def public_url(secret_url: str) -> str:
     """Scheme and host only, for log lines that should say where a sink points."""
-    from yarl import URL
-
     try:
-        parsed = URL(secret_url)
-    except (ValueError, TypeError):
+        parts = urlsplit(secret_url)
+    except ValueError:
         return REDACTED
-    return f"{parsed.scheme}://{parsed.host}/{REDACTED}" if parsed.host else REDACTED
+    return f"{parts.scheme}://{parts.hostname}/{REDACTED}" if parts.hostname else REDACTED
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

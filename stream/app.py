@@ -104,6 +104,7 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
             max_future_skew=settings.max_future_skew,
             currency=settings.currency,
         ),
+        alert_max_lag=settings.alert_max_lag,
     )
     dispatcher = AlertDispatcher(
         build_notifiers(settings),

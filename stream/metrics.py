@@ -55,7 +55,7 @@ class Metrics:
         )
         self.alerts_suppressed = Counter(
             "churnwatch_alerts_suppressed_total",
-            "Rule firings not alerted, by rule and reason (cooldown, episode, published).",
+            "Rule firings not alerted, by rule and reason (cooldown, episode, published, stale).",
             ["rule", "reason"],
             registry=registry,
         )

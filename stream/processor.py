@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from aiokafka.errors import KafkaError
@@ -59,9 +59,13 @@ class EventProcessor:
         decode_policy: DecodePolicy,
         clock: Clock = _utcnow,
         store_retry_max_seconds: float = 5.0,
+        alert_max_lag: timedelta | None = None,
     ) -> None:
         """``stream_kinds`` maps a topic name to its event kind (purchase, interaction, feedback);
-        ``rules`` returns the active rule set (it may be swapped between events)."""
+        ``rules`` returns the active rule set (it may be swapped between events).
+        ``alert_max_lag``: findings evaluated at an event time further behind the wall clock than
+        this are counted but not alerted (a replay of old history must not page anyone today);
+        None alerts at any age (backtests)."""
         self._kinds = stream_kinds
         self._store = store
         self._rules = rules
@@ -71,6 +75,7 @@ class EventProcessor:
         self._policy = decode_policy
         self._clock = clock
         self._store_retry_max = store_retry_max_seconds
+        self._alert_max_lag = alert_max_lag
 
     async def process(self, record: SourceRecord) -> UpdateOutcome | None:
         """Handle one record; return the window outcome, or None if it was dead-lettered.
@@ -113,8 +118,12 @@ class EventProcessor:
         rule_set = self._rules()
         for rule in rule_set.enabled:
             self._metrics.rule_evaluations.labels(rule=rule.id).inc()
+        stale = self._alert_max_lag is not None and self._clock() - now > self._alert_max_lag
         for finding in evaluate(rule_set.enabled, update.state, now):
-            await self._claim_and_publish(finding, event, topic)
+            if stale:
+                self._metrics.alerts_suppressed.labels(rule=finding.rule_id, reason="stale").inc()
+            else:
+                await self._claim_and_publish(finding, event, topic)
 
     async def _claim_and_publish(self, finding: Finding, event: EventBase, topic: str) -> None:
         claim = await self._retrying(

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     max_future_skew: timedelta = Field(
         default=timedelta(hours=24), description="Events timed further ahead of the wall clock are invalid"
     )
+    alert_max_lag: timedelta | None = Field(
+        default=timedelta(days=2),
+        description="Rules firing at an event time older than this (replayed history) are counted, not alerted; "
+        "unset (empty) for backtests",
+    )
     max_message_bytes: int = Field(default=64 * 1024, description="Larger messages are dead-lettered")
     feedback_history: int = Field(default=10, ge=2, le=100, description="Survey answers kept per kind")
 

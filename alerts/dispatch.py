@@ -1,0 +1,220 @@
+"""Fan one alert out to every sink, each on its own: retries, the delivery log, one outcome per sink.
+
+Delivery is at least once. A sink is marked in the delivery log only after it accepted the alert,
+so a crash between the two sends that alert to that sink once more; the alert id is stable, so
+receivers can drop the copy. Sinks run concurrently and fail independently: a Slack outage neither
+delays nor blocks the log line.
+
+``backoff_max`` bounds every wait, a receiver's ``Retry-After`` included, so one sink holds an alert
+for at most about ``attempts × backoff_max`` before it is reported undelivered (and dead-lettered by
+the caller) instead of stalling the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from alerts.model import Alert
+from alerts.notifier import Notifier, PermanentDeliveryError, RetryableDeliveryError
+
+log = logging.getLogger("churnwatch.delivery")
+
+OutcomeCallback = Callable[[str, str, float], None]
+"""``(sink, outcome, seconds)``: seconds spent on that sink, retries included. Wired to metrics."""
+
+
+class DeliveryOutcome(StrEnum):
+    DELIVERED = "delivered"
+    DUPLICATE = "duplicate"
+    FAILED_PERMANENT = "failed_permanent"
+    FAILED_RETRIES_EXHAUSTED = "failed_retries_exhausted"
+
+
+class DeliveryLog(Protocol):
+    """The notification log: which sinks already have which alert, so redeliveries are not resent."""
+
+    async def already_delivered(self, alert: Alert, sink: str) -> bool: ...
+
+    async def mark_delivered(self, alert: Alert, sink: str) -> None: ...
+
+
+class InMemoryDeliveryLog:
+    """For tests and log-only runs: forgets on restart, and the oldest entries past ``max_entries``."""
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self._max_entries = max_entries
+        self._delivered: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    async def already_delivered(self, alert: Alert, sink: str) -> bool:
+        return (alert.alert_id, sink) in self._delivered
+
+    async def mark_delivered(self, alert: Alert, sink: str) -> None:
+        self._delivered[(alert.alert_id, sink)] = None
+        self._delivered.move_to_end((alert.alert_id, sink))
+        while len(self._delivered) > self._max_entries:
+            self._delivered.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class SinkOutcome:
+    sink: str
+    outcome: DeliveryOutcome
+    seconds: float
+    attempts: int
+    error: str | None = None
+
+    def __str__(self) -> str:
+        """``failed_permanent (slack: HTTP 400: invalid_blocks)``: fit for a dead letter's detail."""
+        return f"{self.outcome.value} ({self.error})" if self.error else self.outcome.value
+
+
+@dataclass(frozen=True)
+class DispatchResult:
+    alert_id: str
+    outcomes: tuple[SinkOutcome, ...]
+    """One per sink, in the dispatcher's sink order."""
+
+    @property
+    def undelivered(self) -> dict[str, SinkOutcome]:
+        """Sinks that never got the alert, by name: what the caller dead-letters."""
+        done = (DeliveryOutcome.DELIVERED, DeliveryOutcome.DUPLICATE)
+        return {o.sink: o for o in self.outcomes if o.outcome not in done}
+
+    @property
+    def ok(self) -> bool:
+        return not self.undelivered
+
+    def outcome(self, sink: str) -> DeliveryOutcome:
+        return next(o.outcome for o in self.outcomes if o.sink == sink)
+
+
+class AlertDispatcher:
+    def __init__(
+        self,
+        notifiers: Sequence[Notifier],
+        delivery_log: DeliveryLog,
+        *,
+        attempts: int,
+        backoff_max: float | timedelta,
+        backoff_initial: float = 0.5,
+        on_outcome: OutcomeCallback | None = None,
+    ) -> None:
+        names = [n.name for n in notifiers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"sink names must be unique (they key the delivery log): {names}")
+        if attempts < 1:
+            raise ValueError("attempts must be >= 1")
+        self._notifiers = tuple(notifiers)
+        self._log = delivery_log
+        self._attempts = attempts
+        self._backoff_max = backoff_max.total_seconds() if isinstance(backoff_max, timedelta) else float(backoff_max)
+        self._backoff = wait_random_exponential(multiplier=backoff_initial, max=self._backoff_max)
+        self._on_outcome = on_outcome
+
+    @property
+    def sinks(self) -> tuple[str, ...]:
+        return tuple(n.name for n in self._notifiers)
+
+    async def dispatch(self, alert: Alert) -> DispatchResult:
+        """Deliver to every sink that does not have the alert yet.
+
+        Raises whatever the delivery log raises when it cannot be read; nothing has been sent then,
+        so the caller can retry the whole alert later.
+        """
+        seen = await asyncio.gather(*(self._log.already_delivered(alert, n.name) for n in self._notifiers))
+        outcomes = await asyncio.gather(
+            *(
+                self._duplicate(n.name) if dup else self._deliver(n, alert)
+                for n, dup in zip(self._notifiers, seen, strict=True)
+            )
+        )
+        for outcome in outcomes:
+            self._report(outcome)
+        return DispatchResult(alert_id=alert.alert_id, outcomes=tuple(outcomes))
+
+    async def _duplicate(self, sink: str) -> SinkOutcome:
+        return SinkOutcome(sink, DeliveryOutcome.DUPLICATE, seconds=0.0, attempts=0)
+
+    async def _deliver(self, notifier: Notifier, alert: Alert) -> SinkOutcome:
+        sink = notifier.name
+        started = time.monotonic()
+        attempts = 0
+
+        def done(outcome: DeliveryOutcome, error: str | None = None) -> SinkOutcome:
+            return SinkOutcome(sink, outcome, time.monotonic() - started, attempts, error)
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type(RetryableDeliveryError),
+            before_sleep=_log_retry(sink, alert),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    await notifier.notify(alert)
+        except RetryableDeliveryError as exc:
+            log.error("alert %s not delivered to %s after %d attempts: %s", alert.alert_id, sink, attempts, exc)
+            return done(DeliveryOutcome.FAILED_RETRIES_EXHAUSTED, str(exc))
+        except PermanentDeliveryError as exc:
+            log.error("alert %s rejected by %s: %s", alert.alert_id, sink, exc)
+            return done(DeliveryOutcome.FAILED_PERMANENT, str(exc))
+        except Exception as exc:  # a broken sink must not take the others down
+            log.exception("alert %s: sink %s failed unexpectedly", alert.alert_id, sink)
+            return done(DeliveryOutcome.FAILED_PERMANENT, f"{type(exc).__name__}: {exc}")
+        try:
+            await self._log.mark_delivered(alert, sink)
+        except Exception:
+            # Sent but not recorded: a redelivery of this alert resends it once; receivers dedupe by id.
+            log.warning("alert %s reached %s but the delivery log was not updated", alert.alert_id, sink)
+        return done(DeliveryOutcome.DELIVERED)
+
+    def _wait(self, state: RetryCallState) -> float:
+        """Exponential backoff with full jitter, at least the receiver's Retry-After, at most backoff_max."""
+        wait = self._backoff(state)
+        error = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(error, RetryableDeliveryError) and error.retry_after is not None:
+            wait = max(wait, error.retry_after)
+        return min(wait, self._backoff_max)
+
+    def _report(self, outcome: SinkOutcome) -> None:
+        if self._on_outcome is None:
+            return
+        try:
+            self._on_outcome(outcome.sink, outcome.outcome.value, outcome.seconds)
+        except Exception:
+            log.exception("on_outcome callback failed for sink %s", outcome.sink)
+
+
+def _log_retry(sink: str, alert: Alert) -> Callable[[RetryCallState], None]:
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        log.warning(
+            "alert %s to %s: attempt %d failed (%s); retrying in %.1f s",
+            alert.alert_id,
+            sink,
+            state.attempt_number,
+            error,
+            wait,
+        )
+
+    return before_sleep

@@ -1,0 +1,197 @@
+"""SlackNotifier against a real local HTTP server, through the real slack_sdk client."""
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import SecretStr
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from alerts.dispatch import AlertDispatcher, DeliveryOutcome, InMemoryDeliveryLog
+from alerts.model import Alert
+from alerts.notifier import PermanentDeliveryError, RetryableDeliveryError
+from alerts.slack import SlackNotifier
+from alerts.slack_format import slack_blocks
+from rules.base import Severity
+from tests.unit.http_receiver import LocalReceiver, Reply
+
+SECRET = "XoXoSecretTokenValue1234"
+PATH = f"/services/T0000000/B0000000/{SECRET}"
+NOW = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
+
+
+def make_alert(alert_id: str = "9a4c1a50-3c5b-5d3e-8f4e-2b9d7c1e0f11") -> Alert:
+    return Alert(
+        alert_id=alert_id,
+        customer_id="cust-42",
+        rule_id="purchase-frequency-drop",
+        severity=Severity.WARNING,
+        message="1 purchase in the last 30 days against a usual 4.0 (12 in the 90 days before).",
+        evidence={"recent_purchases": 1, "expected_purchases": 4.0, "ratio": 0.25},
+        evaluated_at=NOW,
+        detected_at=NOW,
+        trigger_event_id="evt-1",
+        trigger_topic="churnwatch.purchases",
+    )
+
+
+def notifier(receiver: LocalReceiver, **options: object) -> SlackNotifier:
+    options = {"messages_per_second": 100.0, **options}
+    return SlackNotifier(SecretStr(receiver.url_for(PATH)), **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
+async def test_posts_the_block_kit_payload_we_built() -> None:
+    async with LocalReceiver() as receiver:
+        await notifier(receiver).notify(make_alert())
+
+    [(path, headers, body)] = receiver.requests
+    assert path == PATH
+    assert headers["Content-Type"].startswith("application/json")
+    assert body == slack_blocks(make_alert())
+    assert "against a usual 4.0" in body["blocks"][1]["text"]["text"]
+
+
+@pytest.mark.asyncio
+async def test_429_with_retry_after_is_retried_by_the_client_after_waiting() -> None:
+    async with LocalReceiver([Reply(429, {"Retry-After": "1"}, "rate_limited"), Reply(200)]) as receiver:
+        started = asyncio.get_running_loop().time()
+        await notifier(receiver).notify(make_alert())
+        waited = asyncio.get_running_loop().time() - started
+
+    assert len(receiver.requests) == 2
+    assert receiver.requests[0].json == receiver.requests[1].json
+    assert 1.0 <= waited < 3.0
+
+
+@pytest.mark.asyncio
+async def test_429_that_persists_becomes_retryable_with_the_servers_retry_after() -> None:
+    async with LocalReceiver(default=Reply(429, {"Retry-After": "0.2"}, "rate_limited")) as receiver:
+        with pytest.raises(RetryableDeliveryError) as caught:
+            await notifier(receiver, rate_limit_retries=1).notify(make_alert())
+
+    assert len(receiver.requests) == 2  # one try plus one in-client retry
+    assert caught.value.status == 429
+    assert caught.value.retry_after == pytest.approx(0.2)
+
+
+@pytest.mark.asyncio
+async def test_long_retry_after_is_left_to_the_dispatcher() -> None:
+    async with LocalReceiver(default=Reply(429, {"Retry-After": "120"})) as receiver:
+        with pytest.raises(RetryableDeliveryError) as caught:
+            await notifier(receiver, max_retry_after=5).notify(make_alert())
+
+    assert len(receiver.requests) == 1
+    assert caught.value.retry_after == 120
+
+
+@pytest.mark.asyncio
+async def test_dispatcher_delivers_after_429_then_200() -> None:
+    async with LocalReceiver([Reply(429, {"Retry-After": "1"}), Reply(200)]) as receiver:
+        slack = notifier(receiver, rate_limit_retries=0)  # leave the retry to the dispatcher
+        dispatcher = AlertDispatcher([slack], InMemoryDeliveryLog(), attempts=3, backoff_max=2.0)
+        result = await dispatcher.dispatch(make_alert())
+
+    assert result.outcome("slack") is DeliveryOutcome.DELIVERED
+    assert len(receiver.requests) == 2
+
+
+@pytest.mark.asyncio
+async def test_500_is_retryable_and_the_error_does_not_reveal_the_url() -> None:
+    async with LocalReceiver(default=Reply(500, body=f"rollup_error at {PATH}")) as receiver:
+        with pytest.raises(RetryableDeliveryError) as caught:
+            await notifier(receiver).notify(make_alert())
+
+    assert len(receiver.requests) == 1  # slack_sdk never retries a 5xx answer itself
+    assert caught.value.status == 500
+    assert "HTTP 500" in str(caught.value)
+    assert SECRET not in str(caught.value)
+    assert receiver.url not in str(caught.value)
+
+
+@pytest.mark.asyncio
+async def test_400_is_permanent_and_says_why() -> None:
+    async with LocalReceiver(default=Reply(400, body="invalid_blocks")) as receiver:
+        with pytest.raises(PermanentDeliveryError) as caught:
+            await notifier(receiver).notify(make_alert())
+
+    assert len(receiver.requests) == 1
+    assert caught.value.status == 400
+    assert str(caught.value) == "slack: HTTP 400: invalid_blocks"
+
+
+@pytest.mark.asyncio
+async def test_connection_refused_is_retryable_and_redacted() -> None:
+    async with LocalReceiver() as receiver:
+        url = receiver.url_for(PATH)  # the port is free again once the receiver stops
+    slack = SlackNotifier(SecretStr(url), messages_per_second=100.0)
+
+    with pytest.raises(RetryableDeliveryError) as caught:
+        await slack.notify(make_alert())
+
+    assert SECRET not in str(caught.value)
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
+
+
+@pytest.mark.asyncio
+async def test_timeout_is_retryable() -> None:
+    async with LocalReceiver(default=Reply(200, delay=1.5)) as receiver:
+        with pytest.raises(RetryableDeliveryError) as caught:
+            await notifier(receiver, timeout=1).notify(make_alert())
+
+    assert len(receiver.requests) == 1  # aiohttp's total timeout is a plain TimeoutError: slack_sdk does not retry it
+    assert str(caught.value) == "slack: no answer within 1 s"
+
+
+@pytest.mark.asyncio
+async def test_the_webhook_url_never_reaches_the_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with LocalReceiver([Reply(429, {"Retry-After": "0"}), Reply(500)]) as receiver:
+        slack = notifier(receiver)
+        with pytest.raises(RetryableDeliveryError):
+            await slack.notify(make_alert())
+
+    assert len(receiver.requests) == 2
+    assert caplog.records is not None
+    assert all(SECRET not in record.getMessage() for record in caplog.records)
+    assert SECRET not in repr(slack)
+
+
+@pytest.mark.asyncio
+async def test_client_side_rate_limit_spaces_messages() -> None:
+    async with LocalReceiver() as receiver:
+        slack = notifier(receiver, messages_per_second=10.0, burst=1)
+        started = asyncio.get_running_loop().time()
+        for i in range(4):
+            await slack.notify(make_alert(f"alert-{i}"))
+        elapsed = asyncio.get_running_loop().time() - started
+
+    assert len(receiver.requests) == 4
+    assert elapsed >= 0.25  # three waits of ~0.1 s after the first message
+
+
+# What slack_sdk itself does, pinned so an upgrade that changes it is noticed.
+
+
+@pytest.mark.asyncio
+async def test_slack_sdk_does_not_consult_retry_handlers_for_5xx() -> None:
+    async with LocalReceiver(default=Reply(503)) as receiver:
+        client = AsyncWebhookClient(receiver.url_for(PATH), retry_handlers=[AsyncServerErrorRetryHandler()])
+        response = await client.send(text="hi")
+
+    assert response.status_code == 503
+    assert len(receiver.requests) == 1
+
+
+@pytest.mark.asyncio
+async def test_slack_sdk_builtin_rate_limit_handler_fails_on_fractional_retry_after() -> None:
+    async with LocalReceiver([Reply(429, {"Retry-After": "0.5"})]) as receiver:
+        client = AsyncWebhookClient(receiver.url_for(PATH), retry_handlers=[AsyncRateLimitErrorRetryHandler()])
+        with pytest.raises(ValueError):
+            await client.send(text="hi")
