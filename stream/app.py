@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import faust
+from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 from pydantic import ValidationError
@@ -28,6 +29,7 @@ from stream.delivery_log import RedisDeliveryLog
 from stream.kafka_sinks import KafkaAlertPublisher, KafkaDeadLetterSink
 from stream.metrics import Metrics
 from stream.processor import EventProcessor
+from stream.progress import InputProgress
 from stream.settings import Settings
 from stream.windows.store import RedisWindowStore, WindowPolicy
 
@@ -53,6 +55,19 @@ def build_notifiers(settings: Settings) -> list[Notifier]:
             SlackNotifier(settings.slack_webhook_url, messages_per_second=settings.slack_messages_per_second)
         )
     return notifiers
+
+
+def _highwater_of(app: faust.App) -> Callable[[str, int], int | None]:
+    """The broker's high watermark for an input partition, as of the consumer's last fetch."""
+
+    def highwater(topic: str, partition: int) -> int | None:
+        try:
+            value = app.consumer.highwater(TP(topic, partition))
+        except Exception:  # not assigned to this worker: nothing to wait for
+            return 0
+        return None if value is None or value < 0 else int(value)
+
+    return highwater
 
 
 def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegistry | None = None) -> Worker:
@@ -93,7 +108,7 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
         ),
     )
     processor = EventProcessor(
-        stream_kinds={topics.purchases: "purchase", topics.interactions: "interaction", topics.feedback: "feedback"},
+        stream_kinds=topics.event_kinds,
         store=store,
         rules=lambda: active["rules"],
         publisher=KafkaAlertPublisher(alerts_topic),
@@ -105,6 +120,9 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
             currency=settings.currency,
         ),
         alert_max_lag=settings.alert_max_lag,
+        progress=InputProgress(
+            topics.events, tolerance=settings.input_skew_tolerance, highwater=_highwater_of(app)
+        ),
     )
     dispatcher = AlertDispatcher(
         build_notifiers(settings),

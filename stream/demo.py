@@ -16,18 +16,8 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaProducer
 
 from stream.demo_profiles import CustomerProfile, Persona, backfill_events, live_events, make_profiles
-from stream.events import AnyEvent, FeedbackEvent, InteractionEvent, PurchaseEvent
+from stream.events import AnyEvent, PurchaseEvent
 from stream.settings import Topics
-
-
-def topic_for(event: AnyEvent, topics: Topics) -> str:
-    if isinstance(event, PurchaseEvent):
-        return topics.purchases
-    if isinstance(event, InteractionEvent):
-        return topics.interactions
-    if isinstance(event, FeedbackEvent):
-        return topics.feedback
-    raise TypeError(f"unknown event type {type(event).__name__}")  # pragma: no cover
 
 
 def encode(event: AnyEvent) -> tuple[bytes, bytes]:
@@ -61,7 +51,7 @@ async def _send_all(producer: AIOKafkaProducer, topics: Topics, events: Sequence
     pending = []
     for event in events:
         key, value = encode(event)
-        pending.append(await producer.send(topic_for(event, topics), value=value, key=key))
+        pending.append(await producer.send(topics.for_event(event), value=value, key=key))
     await asyncio.gather(*pending)
 
 
@@ -119,7 +109,7 @@ async def run_demo(
             interval = 1.0 / rate_per_second
             for event in live_events(profiles, lambda: datetime.now(UTC), rng):
                 key, value = encode(event)
-                await producer.send_and_wait(topic_for(event, topics), value=value, key=key)
+                await producer.send_and_wait(topics.for_event(event), value=value, key=key)
                 live += 1
                 if await _stopped_within(stop, interval):
                     break

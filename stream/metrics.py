@@ -47,6 +47,12 @@ class Metrics:
             ["rule"],
             registry=registry,
         )
+        self.evaluations_deferred = Counter(
+            "churnwatch_evaluations_deferred_total",
+            "Rule evaluations put off because another input topic was still behind, by that topic.",
+            ["waiting_for"],
+            registry=registry,
+        )
         self.alerts_fired = Counter(
             "churnwatch_alerts_fired_total",
             "Alerts published to the alerts topic, by rule and severity.",

@@ -32,6 +32,7 @@ from stream.contracts import AlertPublisher, DeadLetterSink, SourceRecord, Windo
 from stream.decoding import DecodePolicy, Rejection, decode_event
 from stream.events import EventBase
 from stream.metrics import Metrics
+from stream.progress import InputProgress
 from stream.windows.store import UpdateOutcome, WindowUpdate
 
 log = logging.getLogger("churnwatch.processor")
@@ -60,12 +61,15 @@ class EventProcessor:
         clock: Clock = _utcnow,
         store_retry_max_seconds: float = 5.0,
         alert_max_lag: timedelta | None = None,
+        progress: InputProgress | None = None,
     ) -> None:
         """``stream_kinds`` maps a topic name to its event kind (purchase, interaction, feedback);
         ``rules`` returns the active rule set (it may be swapped between events).
         ``alert_max_lag``: findings evaluated at an event time further behind the wall clock than
         this are counted but not alerted (a replay of old history must not page anyone today);
-        None alerts at any age (backtests)."""
+        None alerts at any age (backtests).
+        ``progress`` defers rule evaluation while another input topic is still behind (see
+        :mod:`stream.progress`); None evaluates at once (a single input, or tests)."""
         self._kinds = stream_kinds
         self._store = store
         self._rules = rules
@@ -76,6 +80,7 @@ class EventProcessor:
         self._clock = clock
         self._store_retry_max = store_retry_max_seconds
         self._alert_max_lag = alert_max_lag
+        self._progress = progress
 
     async def process(self, record: SourceRecord) -> UpdateOutcome | None:
         """Handle one record; return the window outcome, or None if it was dead-lettered.
@@ -99,6 +104,9 @@ class EventProcessor:
     async def _process(self, record: SourceRecord) -> UpdateOutcome | None:
         started = time.perf_counter()
         decoded = decode_event(self._kinds[record.topic], record.value, now=self._clock(), policy=self._policy)
+        if self._progress is not None:
+            valid_time = None if isinstance(decoded, Rejection) else decoded.occurred_at
+            self._progress.observe(record.topic, record.partition, record.offset, valid_time)
         if isinstance(decoded, Rejection):
             await self._reject(record, decoded.reason.value, decoded.detail)
             return None
@@ -107,14 +115,17 @@ class EventProcessor:
         if update.outcome is not UpdateOutcome.LATE and update.state.watermark is not None:
             # A duplicate is evaluated again: if its alert was claimed but never confirmed
             # published (a crash in between), this is where it gets published.
-            await self._alert(decoded, record.topic, update.state.watermark, update)
+            await self._alert(decoded, record, update.state.watermark, update)
         self._metrics.event_processing.labels(topic=record.topic).observe(time.perf_counter() - started)
         self._metrics.event_age.labels(topic=record.topic).observe(
             max(0.0, (self._clock() - decoded.occurred_at).total_seconds())
         )
         return update.outcome
 
-    async def _alert(self, event: EventBase, topic: str, now: datetime, update: WindowUpdate) -> None:
+    async def _alert(self, event: EventBase, record: SourceRecord, now: datetime, update: WindowUpdate) -> None:
+        if self._progress is not None and (behind := self._progress.lagging(record.partition, now)):
+            self._metrics.evaluations_deferred.labels(waiting_for=behind[0]).inc()
+            return
         rule_set = self._rules()
         for rule in rule_set.enabled:
             self._metrics.rule_evaluations.labels(rule=rule.id).inc()
@@ -123,7 +134,7 @@ class EventProcessor:
             if stale:
                 self._metrics.alerts_suppressed.labels(rule=finding.rule_id, reason="stale").inc()
             else:
-                await self._claim_and_publish(finding, event, topic)
+                await self._claim_and_publish(finding, event, record.topic)
 
     async def _claim_and_publish(self, finding: Finding, event: EventBase, topic: str) -> None:
         claim = await self._retrying(

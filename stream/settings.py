@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stream.events import EVENT_MODELS, EventBase
+
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules" / "defaults"
 
 
@@ -25,6 +27,16 @@ class Topics(BaseSettings):
     @property
     def events(self) -> tuple[str, str, str]:
         return (self.purchases, self.interactions, self.feedback)
+
+    @property
+    def event_kinds(self) -> dict[str, str]:
+        """Topic name -> the event kind it carries (``purchase``, ``interaction``, ``feedback``)."""
+        return {self.purchases: "purchase", self.interactions: "interaction", self.feedback: "feedback"}
+
+    def for_event(self, event: EventBase) -> str:
+        """The topic an event belongs on."""
+        kind = next(k for k, model in EVENT_MODELS.items() if isinstance(event, model))
+        return next(topic for topic, k in self.event_kinds.items() if k == kind)
 
 
 class Settings(BaseSettings):
@@ -61,6 +73,10 @@ class Settings(BaseSettings):
         default=timedelta(days=2),
         description="Rules firing at an event time older than this (replayed history) are counted, not alerted; "
         "unset (empty) for backtests",
+    )
+    input_skew_tolerance: timedelta = Field(
+        default=timedelta(minutes=10),
+        description="Rules wait while another input topic is further behind than this and still has unread events",
     )
     max_message_bytes: int = Field(default=64 * 1024, description="Larger messages are dead-lettered")
     feedback_history: int = Field(default=10, ge=2, le=100, description="Survey answers kept per kind")

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from stream.localstack import StackInfo, stack_down, stack_status, stack_up
 from stream.localstack.cli import stack_group
-from stream.localstack.kafka_broker import KafkaStartError, wait_ready
-from stream.localstack.paths import stack_dir
+from stream.localstack.kafka_broker import KafkaStartError, ensure_kafka_libs, kafka_version, wait_ready
+from stream.localstack.paths import kafka_home, stack_dir
 from stream.localstack.ports import free_ports
 from stream.localstack.processes import StopResult, cmdline_marker, pid_alive, stop_process
 
@@ -189,3 +189,26 @@ async def test_readiness_timeout_reports_broker_log(tmp_path: Path) -> None:
     [port] = free_ports(1)
     with pytest.raises(KafkaStartError, match="Address already in use"):
         await wait_ready(f"127.0.0.1:{port}", timeout=1.0, log_path=log_file)
+
+
+@pytest.mark.asyncio
+async def test_sync_api_is_callable_inside_running_loop(local_stack: StackInfo) -> None:
+    """stack_up's Kafka probe must not call asyncio.run on the caller's running loop."""
+    again = stack_up(local_stack.name, log=_quiet)
+    assert again.kafka_bootstrap == local_stack.kafka_bootstrap
+
+
+def test_jar_cache_redoes_incomplete_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jars without the completion marker are fetched again; complete ones are reused."""
+    monkeypatch.setenv("CHURNWATCH_CACHE_DIR", str(tmp_path))
+    home = kafka_home(kafka_version())
+    libs = home / "libs"
+    libs.mkdir(parents=True)
+    (libs / "half-downloaded.jar").write_bytes(b"")
+    assert ensure_kafka_libs(log=_quiet) == libs
+    assert not (libs / "half-downloaded.jar").exists()
+    assert any(libs.glob("kafka_2.13-*.jar")) and any(libs.glob("log4j-slf4j-impl-*.jar"))
+    marker = home / ".complete"
+    stamp = marker.stat().st_mtime_ns
+    assert ensure_kafka_libs(log=_quiet) == libs
+    assert marker.stat().st_mtime_ns == stamp  # second call reused the cache

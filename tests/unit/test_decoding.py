@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from stream.decoding import DecodePolicy, RejectReason, Rejection, decode_event
+from stream.decoding import DecodePolicy, Rejection, RejectReason, decode_event
 from stream.events import FeedbackEvent, InteractionEvent, PurchaseEvent
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)

@@ -1,0 +1,179 @@
+"""Through the real broker and Redis: a worker process consumes Kafka and alerts reach the alerts
+topic and a local HTTP receiver standing in for Slack (posted to by the real slack_sdk client)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from alerts.model import Alert
+from stream.kafka_sinks import dead_letter_headers
+from stream.localstack import StackInfo
+from stream.localstack.worker import WorkerProcess, running_worker
+from stream.settings import Topics
+from tests.events_factory import feedback, interaction, unique_customer, weekly_purchases, wire
+from tests.integration.kafka_io import produce, produce_events, read_topic
+from tests.integration.threaded_receiver import ThreadedReceiver, threaded_receiver
+
+SLACK_PATH = "/services/T000/B000/not-a-real-secret"
+
+
+@dataclass
+class Deployment:
+    stack: StackInfo
+    topics: Topics
+    worker: WorkerProcess
+    slack: ThreadedReceiver
+    log: Path
+
+    def processed(self, topic: str) -> float:
+        """Events the worker finished processing on ``topic`` (from its own /metrics)."""
+        for line in self.worker.get("/metrics").splitlines():
+            if line.startswith("churnwatch_event_processing_seconds_count") and f'topic="{topic}"' in line:
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def wait_processed(self, topic: str, count: float, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.processed(topic) < count:
+            assert time.monotonic() < deadline, f"worker processed {self.processed(topic)} of {count} on {topic}"
+            time.sleep(0.2)
+
+    async def alerts_for(self, customer_id: str, count: int, timeout: float = 60) -> list[Alert]:
+        def mine(records: list) -> list[Alert]:  # type: ignore[type-arg]
+            return [Alert.model_validate_json(r.value) for r in records if r.key == customer_id.encode()]
+
+        records = await read_topic(
+            self.stack.kafka_bootstrap, self.topics.alerts, until=lambda rs: len(mine(rs)) >= count, timeout=timeout
+        )
+        return mine(records)
+
+    def slack_posts_for(self, customer_id: str) -> list[dict]:  # type: ignore[type-arg]
+        return [r.json for r in self.slack.requests if customer_id in json.dumps(r.json)]
+
+
+@pytest.fixture(scope="module")
+def deployment(local_stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    run = uuid.uuid4().hex[:8]
+    topics = Topics(
+        purchases=f"e2e-{run}.purchases",
+        interactions=f"e2e-{run}.interactions",
+        feedback=f"e2e-{run}.feedback",
+        alerts=f"e2e-{run}.alerts",
+        deadletter=f"e2e-{run}.deadletter",
+    )
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with threaded_receiver() as slack:
+        env = {
+            "CHURNWATCH_APP_ID": f"churnwatch-e2e-{run}",
+            "CHURNWATCH_SLACK_WEBHOOK_URL": slack.url_for(SLACK_PATH),
+            **{f"CHURNWATCH_TOPIC_{name.upper()}": value for name, value in topics.model_dump().items()},
+        }
+        try:
+            with running_worker(local_stack, env=env, output=log) as worker:
+                yield Deployment(local_stack, topics, worker, slack, log)
+        finally:
+            print(log.read_text()[-3000:])
+
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+async def test_fading_customer_and_detractor_alert_on_topic_and_slack(deployment: Deployment) -> None:
+    cid = unique_customer("e2e")
+    events = [*weekly_purchases(cid, NOW, 119, 40), interaction(cid, NOW - timedelta(minutes=5)), feedback(cid, NOW, 3)]
+    await produce_events(deployment.stack.kafka_bootstrap, deployment.topics, events)
+
+    alerts = await deployment.alerts_for(cid, 2)
+    assert sorted(a.rule_id for a in alerts) == ["nps-detractor", "purchase-frequency-drop"]
+    drop = next(a for a in alerts if a.rule_id == "purchase-frequency-drop")
+    assert drop.evidence["recent_purchases"] == 0 and drop.evidence["baseline_purchases"] == 12
+
+    deadline = time.monotonic() + 30
+    while len(deployment.slack_posts_for(cid)) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    posts = deployment.slack_posts_for(cid)
+    assert len(posts) == 2
+    text = json.dumps(posts)
+    assert "blocks" in posts[0] and "0 purchases in the last 30 days against a usual 4.0" in text
+    assert "NPS answer 3/10" in text
+
+
+async def test_redelivered_events_count_once_and_alert_once(deployment: Deployment) -> None:
+    cid = unique_customer("redeliver")
+    events = [*weekly_purchases(cid, NOW, 119, 40), interaction(cid, NOW)]
+    topics = deployment.topics
+    await produce_events(deployment.stack.kafka_bootstrap, topics, events)
+    (first,) = await deployment.alerts_for(cid, 1)
+
+    before_p, before_i = deployment.processed(topics.purchases), deployment.processed(topics.interactions)
+    await produce_events(deployment.stack.kafka_bootstrap, topics, events)  # the same events again
+    deployment.wait_processed(topics.purchases, before_p + len(events) - 1)
+    deployment.wait_processed(topics.interactions, before_i + 1)
+
+    assert await deployment.alerts_for(cid, 2, timeout=3) == [first]
+    await asyncio.sleep(1)
+    assert len(deployment.slack_posts_for(cid)) == 1
+    metrics = deployment.worker.get("/metrics")
+    assert f'churnwatch_events_consumed_total{{outcome="duplicate",topic="{topics.purchases}"}}' in metrics
+
+
+async def test_garbage_is_dead_lettered_and_good_events_behind_it_flow(deployment: Deployment) -> None:
+    cid = unique_customer("garbage")
+    key = cid.encode()
+    good = feedback(cid, NOW, 2)
+    topic = deployment.topics.feedback
+    await produce(
+        deployment.stack.kafka_bootstrap,
+        [
+            (topic, key, b"\x00\x01 definitely not json"),
+            (topic, key, wire(good).replace(b'"score":2', b'"score":"two"')),
+            (topic, key, wire(feedback(cid, NOW + timedelta(days=30), 5))),  # far future
+            (topic, key, b"{" + b" " * 70_000 + b"}"),  # oversized
+            (topic, key, wire(good)),
+        ],
+    )
+    (alert,) = await deployment.alerts_for(cid, 1)
+    assert alert.rule_id == "nps-detractor"
+
+    dead = await read_topic(
+        deployment.stack.kafka_bootstrap,
+        deployment.topics.deadletter,
+        until=lambda rs: len([r for r in rs if r.key == key]) >= 4,
+    )
+    mine = [r for r in dead if r.key == key]
+    reasons = [dead_letter_headers(r.headers)["reason"] for r in mine]
+    assert reasons == ["not_json", "schema", "future_timestamp", "too_large"]
+    assert mine[0].value == b"\x00\x01 definitely not json"
+    first = dead_letter_headers(mine[0].headers)
+    assert first["source.topic"] == topic and first["source.partition"].isdigit() and first["source.offset"].isdigit()
+    assert "score" in dead_letter_headers(mine[1].headers)["detail"]
+
+
+def test_health_and_metrics_follow_prometheus_conventions(deployment: Deployment, tmp_path: Path) -> None:
+    assert json.loads(deployment.worker.get("/healthz"))["status"] == "ok"
+    exposition = deployment.worker.get("/metrics")
+    for name in (
+        "churnwatch_events_consumed_total",
+        "churnwatch_event_processing_seconds_bucket",
+        "churnwatch_rule_evaluations_total",
+        "churnwatch_alerts_fired_total",
+        "churnwatch_alert_deliveries_total",
+        "churnwatch_deadletters_total",
+    ):
+        assert name in exposition, name
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package 'prometheus')")
+    result = subprocess.run([promtool, "check", "metrics"], input=exposition, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
