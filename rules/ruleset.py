@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -32,7 +32,7 @@ class RuleFile(BaseModel):
 
     @model_validator(mode="after")
     def _templates_use_known_fields(self) -> RuleFile:
-        for rule in self.rules:
+        for rule in cast(list[RuleBase], self.rules):
             check_template(rule.message, type(rule).evidence_fields)
         return self
 
@@ -123,7 +123,8 @@ def _load_file(name: str, text: bytes) -> tuple[list[RuleBase], list[RuleProblem
 
 
 def _problems_from(name: str, raw: dict[str, Any], exc: ValidationError) -> Iterator[RuleProblem]:
-    raw_rules = raw.get("rules") if isinstance(raw.get("rules"), list) else []
+    listed = raw.get("rules")
+    raw_rules: list[Any] = listed if isinstance(listed, list) else []
     for error in exc.errors():
         loc = list(error["loc"])
         rule_id = None
@@ -149,8 +150,6 @@ def _duplicate_ids(rules: list[tuple[str, RuleBase]]) -> list[RuleProblem]:
     problems = []
     for file, rule in rules:
         if rule.id in seen:
-            problems.append(
-                RuleProblem(file, rule.id, "id", f"duplicate rule id (also defined in {seen[rule.id]})")
-            )
+            problems.append(RuleProblem(file, rule.id, "id", f"duplicate rule id (also defined in {seen[rule.id]})"))
         seen.setdefault(rule.id, file)
     return problems

@@ -84,9 +84,9 @@ class CustomerState:
         return window.total(self.spend_by_day)
 
     def interactions_in(self, window: DayWindow, kinds: Iterable[str] | None = None) -> int:
-        selected = self.interactions_by_kind if kinds is None else {
-            k: self.interactions_by_kind.get(k, {}) for k in kinds
-        }
+        selected = (
+            self.interactions_by_kind if kinds is None else {k: self.interactions_by_kind.get(k, {}) for k in kinds}
+        )
         return int(sum(window.total(buckets) for buckets in selected.values()))
 
     def answers(self, kind: str) -> tuple[FeedbackAnswer, ...]:

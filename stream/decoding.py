@@ -37,16 +37,12 @@ class DecodePolicy:
     currency: str
 
 
-def decode_event(
-    stream_kind: str, raw: bytes | None, *, now: datetime, policy: DecodePolicy
-) -> EventBase | Rejection:
+def decode_event(stream_kind: str, raw: bytes | None, *, now: datetime, policy: DecodePolicy) -> EventBase | Rejection:
     """Validate ``raw`` as an event of ``stream_kind`` (``purchase``, ``interaction``, ``feedback``)."""
     if raw is None:
         return Rejection(RejectReason.NOT_JSON, "empty message (tombstone)")
     if len(raw) > policy.max_message_bytes:
-        return Rejection(
-            RejectReason.TOO_LARGE, f"message is {len(raw)} bytes, limit {policy.max_message_bytes}"
-        )
+        return Rejection(RejectReason.TOO_LARGE, f"message is {len(raw)} bytes, limit {policy.max_message_bytes}")
     try:
         payload = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

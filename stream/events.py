@@ -30,9 +30,7 @@ class PurchaseEvent(EventBase):
     """A completed order."""
 
     order_id: Identifier
-    amount: Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=4)] = Field(
-        description="Order total, >= 0"
-    )
+    amount: Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=4)] = Field(description="Order total, >= 0")
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = Field(description="ISO 4217 code")
     item_count: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
 
@@ -100,4 +98,3 @@ EVENT_MODELS: dict[str, type[EventBase]] = {
 
 def occurred_epoch_ms(event: EventBase) -> int:
     return int(event.occurred_at.timestamp() * 1000)
-

@@ -44,8 +44,4 @@ class KafkaDeadLetterSink:
 
 def dead_letter_headers(headers: Any) -> dict[str, str]:
     """Read churnwatch's dead-letter headers back (for tools and tests)."""
-    return {
-        k[len(DLQ_HEADER_PREFIX):]: v.decode()
-        for k, v in (headers or [])
-        if k.startswith(DLQ_HEADER_PREFIX)
-    }
+    return {k[len(DLQ_HEADER_PREFIX) :]: v.decode() for k, v in (headers or []) if k.startswith(DLQ_HEADER_PREFIX)}

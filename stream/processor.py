@@ -173,8 +173,12 @@ class EventProcessor:
 
         def count(state: RetryCallState) -> None:
             self._metrics.dependency_errors.labels(operation=operation).inc()
-            log.error("%s failed (attempt %d), retrying: %s", operation, state.attempt_number,
-                      state.outcome.exception() if state.outcome else None)
+            log.error(
+                "%s failed (attempt %d), retrying: %s",
+                operation,
+                state.attempt_number,
+                state.outcome.exception() if state.outcome else None,
+            )
 
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(retry_on),

@@ -51,7 +51,10 @@ class InputProgress:
             seen = self._seen.get((topic, partition))
             if highwater is None:
                 behind.append(topic)  # not fetched yet: nothing is known about it
-            elif seen is not None and seen.next_offset < highwater:
-                if seen.stream_time is None or seen.stream_time < at - self._tolerance:
-                    behind.append(topic)
+            elif (
+                seen is not None
+                and seen.next_offset < highwater
+                and (seen.stream_time is None or seen.stream_time < at - self._tolerance)
+            ):
+                behind.append(topic)
         return behind

@@ -24,22 +24,35 @@ def _id() -> str:
 
 def purchase(customer_id: str, at: datetime, amount: str = "20.00", **extra: Any) -> PurchaseEvent:
     return PurchaseEvent(
-        event_id=extra.pop("event_id", _id()), customer_id=customer_id, occurred_at=at,
-        order_id=extra.pop("order_id", f"o-{uuid.uuid4().hex[:8]}"), amount=Decimal(amount), currency="USD", **extra,
+        event_id=extra.pop("event_id", _id()),
+        customer_id=customer_id,
+        occurred_at=at,
+        order_id=extra.pop("order_id", f"o-{uuid.uuid4().hex[:8]}"),
+        amount=Decimal(amount),
+        currency="USD",
+        **extra,
     )
 
 
 def interaction(customer_id: str, at: datetime, kind: str = "login", **extra: Any) -> InteractionEvent:
     return InteractionEvent(
-        event_id=extra.pop("event_id", _id()), customer_id=customer_id, occurred_at=at, kind=kind,
-        channel=extra.pop("channel", "app"), **extra,
+        event_id=extra.pop("event_id", _id()),
+        customer_id=customer_id,
+        occurred_at=at,
+        kind=kind,
+        channel=extra.pop("channel", "app"),
+        **extra,
     )
 
 
 def feedback(customer_id: str, at: datetime, score: int, kind: str = "nps", **extra: Any) -> FeedbackEvent:
     return FeedbackEvent(
-        event_id=extra.pop("event_id", _id()), customer_id=customer_id, occurred_at=at, kind=kind,  # type: ignore[arg-type]
-        score=score, **extra,
+        event_id=extra.pop("event_id", _id()),
+        customer_id=customer_id,
+        occurred_at=at,
+        kind=kind,  # type: ignore[arg-type]
+        score=score,
+        **extra,
     )
 
 

@@ -21,9 +21,7 @@ class DetractorRule(RuleBase):
     require_drop: bool = Field(
         default=False, description="Only fire if the score fell compared with the customer's previous answer"
     )
-    max_age: Duration = Field(
-        default=timedelta(days=14), description="Ignore answers older than this (event time)"
-    )
+    max_age: Duration = Field(default=timedelta(days=14), description="Ignore answers older than this (event time)")
 
     evidence_fields: ClassVar[tuple[str, ...]] = ("score", "previous_score", "answered_at", "drop")
 

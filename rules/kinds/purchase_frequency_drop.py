@@ -60,9 +60,7 @@ class PurchaseFrequencyDropRule(RuleBase):
         recent = DayWindow.ending(today, self.recent_days)
         # The baseline covers only days the customer existed, so a customer who joined halfway
         # through it is not judged by an underestimated rate.
-        baseline = DayWindow.ending(today, self.baseline_days, end_offset=self.recent_days).clipped_from(
-            first_day
-        )
+        baseline = DayWindow.ending(today, self.baseline_days, end_offset=self.recent_days).clipped_from(first_day)
         if baseline is None or baseline.days < self.min_history_days:
             return None
         baseline_purchases = state.purchases_in(baseline)

@@ -27,7 +27,9 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def state_from_hash(customer_id: str, fields: Mapping[bytes, bytes] | Mapping[str, str]) -> CustomerState:
+def state_from_hash(
+    customer_id: str, fields: Mapping[bytes, bytes] | Mapping[str, str] | Mapping[bytes | str, bytes | str]
+) -> CustomerState:
     purchases: dict[int, int] = {}
     spend: dict[int, float] = {}
     interactions: dict[str, dict[int, int]] = {}
@@ -44,8 +46,7 @@ def state_from_hash(customer_id: str, fields: Mapping[bytes, bytes] | Mapping[st
             interactions[rest] = {int(day): int(count) for day, count in json.loads(value).items()}
         elif kind == "f" and rest:
             feedback[rest] = tuple(
-                FeedbackAnswer(answered_at=from_epoch_ms(int(ms)), score=int(score))
-                for ms, score in json.loads(value)
+                FeedbackAnswer(answered_at=from_epoch_ms(int(ms)), score=int(score)) for ms, score in json.loads(value)
             )
         elif not rest and name in ("wm", "fp", "lp", "pn", "ps", "li"):
             scalars[name] = int(value)

@@ -39,7 +39,9 @@ class Harness:
         self.offset = 0
         self.processor = EventProcessor(
             stream_kinds=KINDS,
-            store=RedisWindowStore(redis, WindowPolicy(timedelta(days=150), timedelta(days=7), timedelta(days=180), 10)),
+            store=RedisWindowStore(
+                redis, WindowPolicy(timedelta(days=150), timedelta(days=7), timedelta(days=180), 10)
+            ),
             rules=lambda: rules,
             publisher=self.publisher,
             dead_letters=self.dead,
@@ -55,9 +57,12 @@ class Harness:
         return [await self.processor.process(self.record(e)) for e in events]
 
     def count(self, topic: str, outcome: str) -> float:
-        return self.metrics.registry.get_sample_value(
-            "churnwatch_events_consumed_total", {"topic": topic, "outcome": outcome}
-        ) or 0.0
+        return (
+            self.metrics.registry.get_sample_value(
+                "churnwatch_events_consumed_total", {"topic": topic, "outcome": outcome}
+            )
+            or 0.0
+        )
 
 
 @pytest.fixture
@@ -103,7 +108,7 @@ async def test_redelivery_counts_nothing_twice_and_sends_no_second_alert(harness
 
 async def test_crash_between_claim_and_publish_publishes_on_redelivery(redis: Redis) -> None:
     rules = load_rule_set(DEFAULT_RULES)
-    cid, events = fading_customer()
+    _, events = fading_customer()
     crashing = Harness(redis, rules)
 
     async def crash(alert: object) -> None:
@@ -122,13 +127,13 @@ async def test_crash_between_claim_and_publish_publishes_on_redelivery(redis: Re
 
 
 async def test_publish_outage_is_retried_not_skipped(harness: Harness) -> None:
-    cid, events = fading_customer()
+    _, events = fading_customer()
     harness.publisher.fail_next = 2
     await harness.feed(events)
     assert len(harness.publisher.alerts) == 1
-    assert harness.metrics.registry.get_sample_value(
-        "churnwatch_dependency_errors_total", {"operation": "publish"}
-    ) == 2
+    assert (
+        harness.metrics.registry.get_sample_value("churnwatch_dependency_errors_total", {"operation": "publish"}) == 2
+    )
 
 
 async def test_garbage_is_dead_lettered_and_good_events_behind_it_flow(harness: Harness) -> None:
@@ -142,7 +147,11 @@ async def test_garbage_is_dead_lettered_and_good_events_behind_it_flow(harness: 
     ]
     outcomes = [await harness.processor.process(r) for r in records]
     assert outcomes == [None, None, None, UpdateOutcome.OK]
-    assert [(r.offset, reason) for r, reason, _ in harness.dead.records] == [(1, "not_json"), (2, "schema"), (3, "schema")]
+    assert [(r.offset, reason) for r, reason, _ in harness.dead.records] == [
+        (1, "not_json"),
+        (2, "schema"),
+        (3, "schema"),
+    ]
     assert harness.dead.records[0][0].value == b"\x00not json"  # original bytes kept
     assert [a.rule_id for a in harness.publisher.alerts] == ["nps-detractor"]
     assert harness.count("f", "invalid") == 3 and harness.count("f", "ok") == 1

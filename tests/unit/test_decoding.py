@@ -10,11 +10,21 @@ NOW = datetime(2026, 6, 1, tzinfo=UTC)
 POLICY = DecodePolicy(max_message_bytes=2048, max_future_skew=timedelta(hours=24), currency="USD")
 
 PURCHASE = {
-    "event_id": "e1", "customer_id": "c1", "occurred_at": "2026-05-31T10:00:00+02:00",
-    "order_id": "o1", "amount": "19.90", "currency": "USD", "item_count": 2,
+    "event_id": "e1",
+    "customer_id": "c1",
+    "occurred_at": "2026-05-31T10:00:00+02:00",
+    "order_id": "o1",
+    "amount": "19.90",
+    "currency": "USD",
+    "item_count": 2,
 }
-INTERACTION = {"event_id": "e2", "customer_id": "c1", "occurred_at": "2026-05-31T10:00:00Z", "kind": "login",
-               "channel": "app"}
+INTERACTION = {
+    "event_id": "e2",
+    "customer_id": "c1",
+    "occurred_at": "2026-05-31T10:00:00Z",
+    "kind": "login",
+    "channel": "app",
+}
 FEEDBACK = {"event_id": "e3", "customer_id": "c1", "occurred_at": "2026-05-31T10:00:00Z", "kind": "nps", "score": 3}
 
 

@@ -4,8 +4,14 @@ from rules.kinds.purchase_frequency_drop import PurchaseFrequencyDropRule
 from tests.unit.state_builder import NOW, customer, weekly
 
 RULE = PurchaseFrequencyDropRule(
-    id="pfd", kind="purchase_frequency_drop", message="m", recent_days=30, baseline_days=90, max_ratio=0.5,
-    min_baseline_purchases=4, min_history_days=30,
+    id="pfd",
+    kind="purchase_frequency_drop",
+    message="m",
+    recent_days=30,
+    baseline_days=90,
+    max_ratio=0.5,
+    min_baseline_purchases=4,
+    min_history_days=30,
 )
 
 
@@ -15,7 +21,11 @@ RULE = PurchaseFrequencyDropRule(
         ("weekly buyer keeps buying", weekly(119, 0), False),
         ("weekly buyer stopped 40 days ago", weekly(119, 40), True),
         ("weekly buyer, one purchase in the last 30 days", [*weekly(119, 40), 10.0], True),
-        ("weekly buyer, two in the last 30 days: 2 of 4 expected is exactly half", [*weekly(119, 40), 10.0, 20.0], True),
+        (
+            "weekly buyer, two in the last 30 days: 2 of 4 expected is exactly half",
+            [*weekly(119, 40), 10.0, 20.0],
+            True,
+        ),
         ("weekly buyer, three in the last 30 days", [*weekly(119, 40), 5.0, 12.0, 20.0], False),
         ("monthly buyer with a steady rhythm", [115.0, 85.0, 55.0, 25.0], False),
         ("new customer: no baseline history", [5.0, 3.0], False),
@@ -55,5 +65,6 @@ def test_short_history_is_not_judged() -> None:
 
 def test_min_history_longer_than_baseline_is_rejected() -> None:
     with pytest.raises(ValueError, match="min_history_days"):
-        PurchaseFrequencyDropRule(id="x", kind="purchase_frequency_drop", message="m", baseline_days=20,
-                                  min_history_days=30)
+        PurchaseFrequencyDropRule(
+            id="x", kind="purchase_frequency_drop", message="m", baseline_days=20, min_history_days=30
+        )

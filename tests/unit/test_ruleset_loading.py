@@ -48,7 +48,9 @@ def test_typo_in_a_key_names_file_rule_and_field(tmp_path: Path) -> None:
 
 def test_wrong_type_and_unknown_kind(tmp_path: Path) -> None:
     write(tmp_path, "a.yaml", VALID.replace("cooldown: 3d", "recent_days: lots"))
-    write(tmp_path, "b.yaml", VALID.replace("kind: purchase_frequency_drop", "kind: vibes").replace("id: drop", "id: b"))
+    write(
+        tmp_path, "b.yaml", VALID.replace("kind: purchase_frequency_drop", "kind: vibes").replace("id: drop", "id: b")
+    )
     found = problems(tmp_path)
     assert any("a.yaml: rule 'drop': field 'recent_days'" in p for p in found)
     assert any("b.yaml: rule 'b'" in p and "vibes" in p for p in found)
