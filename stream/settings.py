@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream.events import EVENT_MODELS, EventBase
@@ -40,6 +40,8 @@ class Topics(BaseSettings):
 
 
 class Settings(BaseSettings):
+    """Everything configurable, from ``CHURNWATCH_*`` variables (topic names: ``CHURNWATCH_TOPIC_*``)."""
+
     model_config = SettingsConfigDict(env_prefix="CHURNWATCH_", frozen=True, extra="ignore")
 
     app_id: str = Field(default="churnwatch", description="Kafka consumer group / faust app id")
@@ -53,8 +55,13 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = 6066
 
-    slack_webhook_url: SecretStr | None = None
+    slack_webhook_url: SecretStr | None = Field(default=None, description="Slack incoming webhook; empty = off")
     currency: str = Field(default="USD", description="Spend is summed in this currency; others are rejected")
+
+    @field_validator("slack_webhook_url", mode="before")
+    @classmethod
+    def _empty_means_off(cls, value: object) -> object:
+        return None if value == "" else value
 
     retention: timedelta = Field(
         default=timedelta(days=150),
