@@ -87,10 +87,15 @@ def rules_check(path: Path | None) -> None:
 
 @main.command()
 @click.argument("what", type=click.Choice(["events", "rules"]))
-def schema(what: str) -> None:
+@click.option("--markdown", is_flag=True, help="The event contracts as the README's table")
+def schema(what: str, markdown: bool) -> None:
     """Print the JSON Schema of the event contracts or of a rule file (for editors and producers)."""
     from stream.events import EVENT_MODELS
+    from stream.schema_docs import events_markdown
 
+    if markdown:
+        click.echo(events_markdown())
+        return
     if what == "rules":
         document = RuleFile.model_json_schema()
     else:

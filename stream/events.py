@@ -29,10 +29,10 @@ class EventBase(BaseModel):
 class PurchaseEvent(EventBase):
     """A completed order."""
 
-    order_id: Identifier
+    order_id: Identifier = Field(description="The order this purchase completes")
     amount: Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=4)] = Field(description="Order total, >= 0")
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = Field(description="ISO 4217 code")
-    item_count: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    item_count: Annotated[int, Field(ge=0, le=1_000_000)] | None = Field(default=None, description="Items in the order")
 
 
 class InteractionKind(StrEnum):
@@ -52,7 +52,9 @@ class InteractionEvent(EventBase):
     ``kind: custom`` with ``custom_kind`` naming it."""
 
     kind: InteractionKind
-    custom_kind: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")] | None = None
+    custom_kind: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")] | None = Field(
+        default=None, description="Required with kind 'custom': the kind's name, e.g. webinar"
+    )
     channel: Annotated[str, StringConstraints(min_length=1, max_length=32)] = Field(
         description="e.g. web, app, email, phone, store"
     )
@@ -77,7 +79,9 @@ class FeedbackEvent(EventBase):
 
     kind: Literal["nps", "csat", "ces"]
     score: int
-    comment: Annotated[str, StringConstraints(max_length=4000)] | None = None
+    comment: Annotated[str, StringConstraints(max_length=4000)] | None = Field(
+        default=None, description="Free-text answer, up to 4,000 characters"
+    )
 
     @model_validator(mode="after")
     def _score_in_range_for_kind(self) -> FeedbackEvent:

@@ -71,3 +71,18 @@ def test_dashboard_and_alerts_use_metrics_the_worker_exposes() -> None:
     families = {re.sub(r"_total$", "", name) for name in exposed} | exposed
     missing = {name for name in used if name not in families and re.sub(r"_total$", "", name) not in families}
     assert not missing, f"dashboard/alerts use metrics the worker does not expose: {sorted(missing)}"
+
+
+def test_readme_event_table_is_generated_from_the_models() -> None:
+    from stream.schema_docs import events_markdown
+
+    readme = (COMPOSE.parent / "README.md").read_text()
+    start, end = "<!-- events-table:start -->\n", "\n<!-- events-table:end -->"
+    embedded = readme[readme.index(start) + len(start) : readme.index(end)]
+    assert embedded == events_markdown(), "regenerate with: churnwatch schema events --markdown"
+
+
+def test_readme_test_command_is_what_ci_runs() -> None:
+    readme = (COMPOSE.parent / "README.md").read_text()
+    ci = (COMPOSE.parent / ".ci" / "run").read_text()
+    assert "bin/test    # run the whole test suite" in readme and "\nbin/test\n" in ci

@@ -1,0 +1,39 @@
+"""The event contracts as a Markdown table, generated from the pydantic models (the README embeds it;
+a test keeps the two identical)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stream.events import EVENT_MODELS, SURVEY_RANGES, InteractionKind
+
+_NOTES: dict[tuple[str, str], str] = {
+    ("interaction", "kind"): ", ".join(k.value for k in InteractionKind),
+    ("feedback", "kind"): ", ".join(f"{k} ({lo}-{hi})" for k, (lo, hi) in SURVEY_RANGES.items()),
+    ("feedback", "score"): "range checked per kind",
+}
+
+
+def _type_of(prop: dict[str, Any]) -> str:
+    if "anyOf" in prop:
+        return " or ".join(_type_of(p) for p in prop["anyOf"] if p.get("type") != "null")
+    if "enum" in prop:
+        return "enum"
+    if "$ref" in prop:
+        return "enum"
+    kind = str(prop.get("type", "any"))
+    fmt = prop.get("format")
+    return f"{kind} ({fmt})" if fmt else kind
+
+
+def events_markdown() -> str:
+    rows = ["| stream | field | type | required | notes |", "| --- | --- | --- | --- | --- |"]
+    for stream_kind, model in EVENT_MODELS.items():
+        schema = model.model_json_schema()
+        required = set(schema.get("required", []))
+        for name, prop in schema["properties"].items():
+            note = _NOTES.get((stream_kind, name)) or prop.get("description", "")
+            rows.append(
+                f"| {stream_kind} | `{name}` | {_type_of(prop)} | {'yes' if name in required else 'no'} | {note} |"
+            )
+    return "\n".join(rows)
