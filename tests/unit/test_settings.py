@@ -1,0 +1,33 @@
+from datetime import timedelta
+
+import pytest
+
+from stream.settings import Settings
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHURNWATCH_TOPIC_PARTITIONS", "8")
+    monkeypatch.setenv("CHURNWATCH_DEDUPE_TTL", "P3D")
+    monkeypatch.setenv("CHURNWATCH_TOPIC_ALERTS", "team.alerts")
+    monkeypatch.setenv("CHURNWATCH_SLACK_WEBHOOK_URL", "https://hooks.example/services/T/B/secret")
+    settings = Settings()
+    assert settings.topic_partitions == 8
+    assert settings.dedupe_ttl == timedelta(days=3)
+    assert settings.topics.alerts == "team.alerts"
+    assert "secret" not in repr(settings)  # SecretStr keeps the webhook out of logs
+
+
+def test_empty_values_switch_features_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHURNWATCH_SLACK_WEBHOOK_URL", "")
+    monkeypatch.setenv("CHURNWATCH_ALERT_MAX_LAG", "")
+    settings = Settings()
+    assert settings.slack_webhook_url is None and settings.alert_max_lag is None
+
+
+def test_topics_map_events_to_their_stream() -> None:
+    topics = Settings().topics
+    assert topics.event_kinds == {
+        "churnwatch.purchases": "purchase",
+        "churnwatch.interactions": "interaction",
+        "churnwatch.feedback": "feedback",
+    }
