@@ -1,22 +1,23 @@
-"""The fields every warning rule has, and what a rule hands back when it fires.
+"""The building blocks of a warning rule: a condition kind, the shared metadata, and what they return.
 
-A rule kind subclasses :class:`RuleBase`, adds a ``kind`` literal and its own parameters, and
-implements :meth:`RuleBase.check`: a pure function of the customer's state and the time given to
-it (event time, never the wall clock).
+A rule kind subclasses :class:`Condition`, adds a ``kind`` literal and its own parameters, and
+implements :meth:`Condition.check`: a pure function of the customer's window state and the time
+given to it (event time, never the wall clock). :func:`rule_class` adds the metadata every rule has.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
 
-from rules.state import CustomerState
+if TYPE_CHECKING:
+    from rules.context import EvaluationContext
 
 EvidenceValue = int | float | str | bool | None
 
@@ -58,11 +59,56 @@ class Severity(StrEnum):
     CRITICAL = "critical"
 
 
+class Mode(StrEnum):
+    ACTIVE = "active"
+    """Alerts are sent."""
+    SHADOW = "shadow"
+    """Evaluated and counted as if sent, but nobody is told: watch a new rule on live traffic first."""
+
+
 RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$", description="Unique id, e.g. 'nps-detractor'")]
 
 
-class RuleBase(BaseModel):
-    """Fields shared by all rule kinds. Unknown keys are errors, so a typo never passes silently."""
+@dataclass(frozen=True)
+class Verdict:
+    """What a condition saw: whether it fires, and the numbers either way (``rules explain`` shows them).
+
+    ``episode`` names the occurrence (e.g. the survey answer's time) so the same occurrence never
+    alerts twice, even after the cooldown has passed; None means 'the cooldown alone decides'.
+    ``note`` says why a customer was not judged (too little history, no answers, ...).
+    """
+
+    fired: bool
+    evidence: Mapping[str, EvidenceValue] = field(default_factory=dict)
+    episode: str | None = None
+    note: str | None = None
+
+    @classmethod
+    def fire(cls, evidence: Mapping[str, EvidenceValue], episode: str | None = None) -> Verdict:
+        return cls(True, evidence, episode)
+
+    @classmethod
+    def quiet(cls, evidence: Mapping[str, EvidenceValue] | None = None, note: str | None = None) -> Verdict:
+        return cls(False, evidence or {}, None, note)
+
+
+class Condition(BaseModel):
+    """A rule kind's parameters and its pure check. Unknown keys are errors, so a typo never passes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    evidence_fields: ClassVar[tuple[str, ...]] = ()
+    """Names of the evidence values :meth:`check` returns; message templates may use these."""
+
+    def evidence_names(self) -> tuple[str, ...]:
+        return self.evidence_fields
+
+    def check(self, ctx: EvaluationContext) -> Verdict:
+        raise NotImplementedError
+
+
+class RuleMeta(BaseModel):
+    """Fields every rule has, whatever its kind."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -75,27 +121,34 @@ class RuleBase(BaseModel):
         description="A customer gets this rule's alert at most once per cooldown (event time)",
     )
     enabled: bool = True
+    mode: Mode = Field(default=Mode.ACTIVE, description="'shadow' evaluates and counts but sends nothing")
+    scope: str | None = Field(
+        default=None,
+        description="CEL condition over the customer's aggregates; the rule only applies where it is true, "
+        "e.g. \"lifetime_spend >= 500.0 && segment == 'enterprise'\"",
+    )
     message: str = Field(
         description="Jinja2 template (sandboxed) for the alert text; the rule's evidence fields are variables",
     )
 
-    evidence_fields: ClassVar[tuple[str, ...]] = ()
-    """Names of the evidence values :meth:`check` returns; message templates may use these."""
+    @field_validator("scope")
+    @classmethod
+    def _scope_compiles(cls, source: str | None) -> str | None:
+        if source is not None:
+            from rules.cel import compile_condition
 
-    def check(self, state: CustomerState, now: datetime) -> Signal | None:
-        raise NotImplementedError
+            compile_condition(source)
+        return source
 
 
-@dataclass(frozen=True)
-class Signal:
-    """What a rule saw when it fired: the numbers that justify the alert.
+class RuleBase(RuleMeta, Condition):
+    """A rule: the metadata plus one kind's condition (see :func:`rule_class`)."""
 
-    ``episode`` names the occurrence (e.g. the survey answer's time) so the same occurrence never
-    alerts twice, even after the cooldown has passed; None means 'the cooldown alone decides'.
-    """
 
-    evidence: Mapping[str, EvidenceValue]
-    episode: str | None = None
+def rule_class(condition: type[Condition]) -> type[RuleBase]:
+    """The rule model of a condition kind: its parameters plus the shared metadata, side by side in YAML."""
+    name = condition.__name__.removesuffix("Condition") + "Rule"
+    return type(name, (RuleBase, condition), {"__module__": condition.__module__, "__doc__": condition.__doc__})
 
 
 @dataclass(frozen=True)
@@ -104,6 +157,7 @@ class Finding:
 
     rule_id: str
     severity: Severity
+    mode: Mode
     customer_id: str
     evaluated_at: datetime
     message: str

@@ -3,33 +3,65 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
-from rules.base import Finding, RuleBase
+from rules.base import Finding, RuleBase, Verdict
+from rules.cel import compile_condition, evidence_value
+from rules.context import EvaluationContext
 from rules.state import CustomerState
 from rules.templates import render
 
 
-def evaluate_rule(rule: RuleBase, state: CustomerState, now: datetime) -> Finding | None:
-    signal = rule.check(state, now)
-    if signal is None:
-        return None
-    message = render(
-        rule.message,
-        {**signal.evidence, "customer_id": state.customer_id, "rule_id": rule.id, "severity": str(rule.severity)},
-    )
+@dataclass(frozen=True)
+class Explanation:
+    """Everything a rule saw for one customer: for ``rules explain`` and rule tests."""
+
+    rule_id: str
+    in_scope: bool
+    verdict: Verdict | None
+    """None when the customer is out of the rule's scope."""
+    finding: Finding | None
+
+
+def in_scope(rule: RuleBase, ctx: EvaluationContext) -> bool:
+    return rule.scope is None or compile_condition(rule.scope).evaluate(ctx.aggregates)
+
+
+def explain_rule(rule: RuleBase, ctx: EvaluationContext) -> Explanation:
+    if not in_scope(rule, ctx):
+        return Explanation(rule.id, False, None, None)
+    verdict = rule.check(ctx)
+    return Explanation(rule.id, True, verdict, _finding(rule, ctx, verdict) if verdict.fired else None)
+
+
+def _finding(rule: RuleBase, ctx: EvaluationContext, verdict: Verdict) -> Finding:
+    variables = {name: evidence_value(value) for name, value in ctx.aggregates.items()}
+    variables.update(verdict.evidence)
+    variables.update(customer_id=ctx.state.customer_id, rule_id=rule.id, severity=str(rule.severity))
     return Finding(
         rule_id=rule.id,
         severity=rule.severity,
-        customer_id=state.customer_id,
-        evaluated_at=now,
-        message=message,
-        evidence=signal.evidence,
+        mode=rule.mode,
+        customer_id=ctx.state.customer_id,
+        evaluated_at=ctx.now,
+        message=render(rule.message, variables),
+        evidence=verdict.evidence,
         cooldown=rule.cooldown,
-        episode=signal.episode,
+        episode=verdict.episode,
     )
 
 
+def evaluate_rule(rule: RuleBase, state: CustomerState, now: datetime) -> Finding | None:
+    return explain_rule(rule, EvaluationContext(state, now)).finding
+
+
 def evaluate(rules: Iterable[RuleBase], state: CustomerState, now: datetime) -> list[Finding]:
-    """Findings of every enabled rule that fires for this customer at ``now``."""
-    return [f for r in rules if r.enabled and (f := evaluate_rule(r, state, now)) is not None]
+    """Findings of every enabled rule that fires for this customer at ``now`` (shadow rules included:
+    the caller decides what a shadow finding means)."""
+    ctx = EvaluationContext(state, now)
+    findings = []
+    for rule in rules:
+        if rule.enabled and (finding := explain_rule(rule, ctx).finding) is not None:
+            findings.append(finding)
+    return findings

@@ -1,4 +1,4 @@
-"""The rule kinds churnwatch knows. Adding a kind: write its module, add one line here."""
+"""The rule kinds churnwatch knows. Adding a kind: write its module, add one line to LEAF_KINDS."""
 
 from __future__ import annotations
 
@@ -6,13 +6,24 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
-from rules.base import RuleBase
-from rules.kinds.detractor import DetractorRule
-from rules.kinds.purchase_frequency_drop import PurchaseFrequencyDropRule
+from rules.base import Condition, RuleBase, rule_class
+from rules.kinds.combined import AllCondition, AnyCondition
+from rules.kinds.detractor import DetractorCondition
+from rules.kinds.expression import ExpressionCondition
+from rules.kinds.purchase_frequency_drop import PurchaseFrequencyDropCondition
 
-RULE_KINDS: tuple[type[RuleBase], ...] = (
-    PurchaseFrequencyDropRule,
-    DetractorRule,
+LEAF_KINDS: tuple[type[Condition], ...] = (
+    PurchaseFrequencyDropCondition,
+    DetractorCondition,
+    ExpressionCondition,
 )
+
+LeafCondition = Annotated[Union[LEAF_KINDS], Field(discriminator="kind")]  # type: ignore[valid-type]  # noqa: UP007
+
+for _combined in (AllCondition, AnyCondition):
+    _combined.model_rebuild(_types_namespace={"LeafCondition": LeafCondition})
+
+_ALL_KINDS: tuple[type[Condition], ...] = (*LEAF_KINDS, AllCondition, AnyCondition)
+RULE_KINDS: tuple[type[RuleBase], ...] = tuple(rule_class(kind) for kind in _ALL_KINDS)
 
 AnyRule = Annotated[Union[RULE_KINDS], Field(discriminator="kind")]  # type: ignore[valid-type]  # noqa: UP007

@@ -33,7 +33,7 @@ class RuleFile(BaseModel):
     @model_validator(mode="after")
     def _templates_use_known_fields(self) -> RuleFile:
         for rule in cast(list[RuleBase], self.rules):
-            check_template(rule.message, type(rule).evidence_fields)
+            check_template(rule.message, rule.evidence_names())
         return self
 
 

@@ -76,6 +76,8 @@ class CustomerState:
     last_interaction_at: datetime | None = None
     feedback_by_kind: Mapping[str, tuple[FeedbackAnswer, ...]] = field(default_factory=dict)
     """Most recent answers per survey kind (``nps``, ``csat``, ``ces``), oldest first."""
+    segment: str | None = None
+    """Segment carried by the customer's latest event that had one (for rule scopes)."""
 
     def purchases_in(self, window: DayWindow) -> int:
         return int(window.total(self.purchases_by_day))

@@ -10,7 +10,10 @@ import jinja2
 from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-ALWAYS_AVAILABLE = ("customer_id", "rule_id", "severity")
+from rules.aggregates import CATALOG
+
+ALWAYS_AVAILABLE = ("customer_id", "rule_id", "severity", *(a.name for a in CATALOG))
+"""Besides a rule's own evidence, a message may use any named aggregate (see rules.aggregates)."""
 
 _env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 
@@ -23,8 +26,11 @@ def check_template(source: str, allowed: Iterable[str]) -> None:
         raise ValueError(f"message template does not parse: {exc.message} (line {exc.lineno})") from exc
     unknown = meta.find_undeclared_variables(ast) - set(allowed) - set(ALWAYS_AVAILABLE)
     if unknown:
-        choices = ", ".join(sorted({*allowed, *ALWAYS_AVAILABLE}))
-        raise ValueError(f"message template uses unknown variable(s) {sorted(unknown)}; available: {choices}")
+        choices = ", ".join(sorted({*allowed, "customer_id", "rule_id", "severity"}))
+        raise ValueError(
+            f"message template uses unknown variable(s) {sorted(unknown)}; available: {choices} "
+            "and the named aggregates (churnwatch rules aggregates)"
+        )
 
 
 @lru_cache(maxsize=512)

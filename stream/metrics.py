@@ -55,8 +55,8 @@ class Metrics:
         )
         self.alerts_fired = Counter(
             "churnwatch_alerts_fired_total",
-            "Alerts published to the alerts topic, by rule and severity.",
-            ["rule", "severity"],
+            "Alerts fired, by rule, severity and mode (active: published; shadow: would have been, not sent).",
+            ["rule", "severity", "mode"],
             registry=registry,
         )
         self.alerts_suppressed = Counter(

@@ -25,7 +25,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
 from alerts.model import Alert
-from rules.base import Finding
+from rules.base import Finding, Mode
 from rules.evaluation import evaluate
 from rules.ruleset import RuleSet
 from stream.contracts import AlertPublisher, DeadLetterSink, SourceRecord, WindowStore
@@ -137,11 +137,15 @@ class EventProcessor:
                 await self._claim_and_publish(finding, event, record.topic)
 
     async def _claim_and_publish(self, finding: Finding, event: EventBase, topic: str) -> None:
+        shadow = finding.mode is Mode.SHADOW
+        # A shadow rule keeps its own ledger, so its count is what it *would* have sent, cooldowns
+        # included, and promoting it to active later starts with a clean slate.
+        ledger_id = f"shadow:{finding.rule_id}" if shadow else finding.rule_id
         claim = await self._retrying(
             "claim",
             lambda: self._store.claim_alert(
                 customer_id=finding.customer_id,
-                rule_id=finding.rule_id,
+                rule_id=ledger_id,
                 at=finding.evaluated_at,
                 cooldown=finding.cooldown,
                 event_id=event.event_id,
@@ -150,6 +154,14 @@ class EventProcessor:
         )
         if not claim.should_send:
             self._metrics.alerts_suppressed.labels(rule=finding.rule_id, reason=claim.value).inc()
+            return
+        if shadow:
+            self._metrics.alerts_fired.labels(
+                rule=finding.rule_id, severity=finding.severity.value, mode="shadow"
+            ).inc()
+            log.info(
+                "shadow rule %s would alert customer %s: %s", finding.rule_id, finding.customer_id, finding.message
+            )
             return
         alert = Alert.from_finding(
             finding, trigger_event_id=event.event_id, trigger_topic=topic, detected_at=self._clock()
@@ -161,7 +173,7 @@ class EventProcessor:
                 customer_id=finding.customer_id, rule_id=finding.rule_id, event_id=event.event_id
             ),
         )
-        self._metrics.alerts_fired.labels(rule=finding.rule_id, severity=finding.severity.value).inc()
+        self._metrics.alerts_fired.labels(rule=finding.rule_id, severity=finding.severity.value, mode="active").inc()
 
     async def _retrying(
         self,

@@ -8,7 +8,6 @@ mentions the stack directory we started it with.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import os
 import shutil
@@ -52,14 +51,22 @@ def spawn(
         )
 
 
-def _reap(pid: int) -> None:
+def _reap(pid: int, timeout: float = 2.0) -> None:
     """Collect an exited child of ours that we just stopped, so no zombie lingers.
 
+    A multi-threaded process (JVM, redis) shows state Z as soon as its main thread
+    exits but is only waitable once every thread is gone, hence the short retry loop.
     Only used on pids we signalled (a Popen holding that pid then sees returncode 0).
     """
-    # ChildProcessError: not our child (or already reaped); its parent / init reaps it.
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            reaped, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return  # not our child (its parent / init reaps it) or already reaped
+        if reaped == pid or time.monotonic() >= deadline:
+            return
+        time.sleep(0.02)
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -140,8 +147,8 @@ def _wait_gone(pid: int, timeout: float) -> bool:
     """Poll until ``pid`` is gone (reaping it if it is our child); False on timeout."""
     deadline = time.monotonic() + timeout
     while True:
-        _reap(pid)
         if not pid_alive(pid):
+            _reap(pid)  # after the check: an exit between reap and check would leave a zombie
             return True
         if time.monotonic() >= deadline:
             return False

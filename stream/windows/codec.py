@@ -4,7 +4,8 @@ Pure (no Redis calls), so the field layout is unit-tested without a server. The 
 ``wm`` latest event time (ms); ``p`` JSON ``{day: [purchases, cents]}`` per UTC day number;
 ``fp``/``lp`` first/last purchase (ms); ``pn``/``ps`` lifetime count and cents;
 ``i:<kind>`` JSON ``{day: count}``; ``li`` last interaction (ms); ``f:<kind>`` JSON
-``[[ms, score], ...]`` oldest first; ``a:<rule>`` alert claims; ``pd`` last day the series were pruned.
+``[[ms, score], ...]`` oldest first; ``sg`` segment of the latest event that had one;
+``a:<rule>`` alert claims; ``pd`` last day the series were pruned.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def state_from_hash(
     interactions: dict[str, dict[int, int]] = {}
     feedback: dict[str, tuple[FeedbackAnswer, ...]] = {}
     scalars: dict[str, int] = {}
+    segment: str | None = None
     for raw_name, raw_value in fields.items():
         name, value = _text(raw_name), _text(raw_value)
         kind, _, rest = name.partition(":")
@@ -48,6 +50,8 @@ def state_from_hash(
             feedback[rest] = tuple(
                 FeedbackAnswer(answered_at=from_epoch_ms(int(ms)), score=int(score)) for ms, score in json.loads(value)
             )
+        elif name == "sg":
+            segment = value
         elif not rest and name in ("wm", "fp", "lp", "pn", "ps", "li"):
             scalars[name] = int(value)
 
@@ -66,4 +70,5 @@ def state_from_hash(
         interactions_by_kind=interactions,
         last_interaction_at=moment("li"),
         feedback_by_kind=feedback,
+        segment=segment,
     )

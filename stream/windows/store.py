@@ -75,6 +75,7 @@ class RedisWindowStore:
             max(1, p.retention.days),
             int(p.dedupe_ttl.total_seconds()),
             int(p.idle_ttl.total_seconds()),
+            event.segment or "",
         ]
         if isinstance(event, PurchaseEvent):
             args[0] = "p"

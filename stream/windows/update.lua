@@ -2,10 +2,10 @@
 -- KEYS[1] customer state hash, KEYS[2] seen-event marker (both share the customer's hash tag)
 -- ARGV[1] stream: 'p' purchase | 'i' interaction | 'f' feedback
 -- ARGV[2] event time (epoch ms)   ARGV[3] retention horizon (days)
--- ARGV[4] dedupe ttl (s)          ARGV[5] idle ttl (s)
--- purchase:    ARGV[6] amount in cents
--- interaction: ARGV[6] kind
--- feedback:    ARGV[6] kind, ARGV[7] score, ARGV[8] answers kept per kind
+-- ARGV[4] dedupe ttl (s)          ARGV[5] idle ttl (s)   ARGV[6] segment ('' if none)
+-- purchase:    ARGV[7] amount in cents
+-- interaction: ARGV[7] kind
+-- feedback:    ARGV[7] kind, ARGV[8] score, ARGV[9] answers kept per kind
 -- Returns {status, flat HGETALL of the state}; status is 'ok', 'duplicate' or 'late'.
 --
 -- Day series are JSON objects keyed by UTC day number, one hash field per series
@@ -59,7 +59,7 @@ local oldest = math.floor(new_wm / day_ms) - horizon_days + 1
 
 -- 3. Bucket the event by its own day, so late and out-of-order events land where they belong.
 if stream == 'p' then
-  local cents = tonumber(ARGV[6])
+  local cents = tonumber(ARGV[7])
   local series = prune(load('p'), oldest)
   local bucket = series[day]
   if bucket then
@@ -75,23 +75,25 @@ if stream == 'p' then
   if fp == 0 or t < fp then redis.call('HSET', state, 'fp', ARGV[2]) end
   keep_max('lp', t)
 elseif stream == 'i' then
-  local field = 'i:' .. ARGV[6]
+  local field = 'i:' .. ARGV[7]
   local series = prune(load(field), oldest)
   series[day] = (series[day] or 0) + 1
   save(field, series)
   keep_max('li', t)
 elseif stream == 'f' then
-  local field = 'f:' .. ARGV[6]
-  local keep = tonumber(ARGV[8])
+  local field = 'f:' .. ARGV[7]
+  local keep = tonumber(ARGV[9])
   local answers = load(field)
   local pos = #answers + 1
   while pos > 1 and answers[pos - 1][1] > t do pos = pos - 1 end
-  table.insert(answers, pos, {t, tonumber(ARGV[7])})
+  table.insert(answers, pos, {t, tonumber(ARGV[8])})
   while #answers > keep do table.remove(answers, 1) end
   redis.call('HSET', state, field, cjson.encode(answers))
 end
 
--- 4. Advance the watermark; once per new day, prune the series this event did not touch.
+-- 4. Advance the watermark (and take the segment of the newest event that has one); once per new
+--    day, prune the series this event did not touch.
+if t >= wm and ARGV[6] ~= '' then redis.call('HSET', state, 'sg', ARGV[6]) end
 if t > wm then redis.call('HSET', state, 'wm', ARGV[2]) end
 local wm_day = math.floor(new_wm / day_ms)
 if tonumber(redis.call('HGET', state, 'pd') or '0') < wm_day then

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from stream.localstack import StackInfo, running_stack, stack_down
+from stream.localstack.processes import pid_alive
 from stream.localstack.stack import stale_pytest_stacks
 
 INTEGRATION_DIR = Path(__file__).resolve().parent
@@ -35,3 +36,5 @@ def local_stack() -> Iterator[StackInfo]:
         stack_down(name, purge=True)
     with running_stack(f"pytest-{os.getpid()}", purge=True) as info:
         yield info
+    leaked = [pid for pid in (info.kafka_pid, info.redis_pid) if pid_alive(pid)]
+    assert not leaked, f"local stack processes still alive after down: {leaked}"

@@ -162,3 +162,35 @@ async def test_late_event_beyond_horizon_is_counted_and_dropped(harness: Harness
     await harness.feed([interaction(cid, NOW)])
     assert await harness.feed([interaction(cid, NOW - timedelta(days=200))]) == [UpdateOutcome.LATE]
     assert harness.count("i", "late") == 1
+
+
+async def test_shadow_rule_is_counted_but_sends_nothing(redis: Redis, tmp_path: Path) -> None:
+    (tmp_path / "shadow.yaml").write_text(
+        "rules:\n  - id: shadow-detractor\n    kind: detractor\n    mode: shadow\n    message: 'NPS {{ score }}'\n"
+    )
+    harness = Harness(redis, load_rule_set(tmp_path))
+    cid = unique_customer()
+    await harness.feed([feedback(cid, NOW, 2), feedback(cid, NOW + timedelta(minutes=1), 3)])
+    assert harness.publisher.alerts == []
+    fired = harness.metrics.registry.get_sample_value(
+        "churnwatch_alerts_fired_total", {"rule": "shadow-detractor", "severity": "warning", "mode": "shadow"}
+    )
+    assert fired == 1  # as it would have sent: the second answer falls in the cooldown
+    suppressed = harness.metrics.registry.get_sample_value(
+        "churnwatch_alerts_suppressed_total", {"rule": "shadow-detractor", "reason": "cooldown"}
+    )
+    assert suppressed == 1
+
+
+async def test_scope_limits_a_rule_to_matching_customers(redis: Redis, tmp_path: Path) -> None:
+    (tmp_path / "vip.yaml").write_text(
+        "rules:\n"
+        "  - id: vip-detractor\n"
+        "    kind: detractor\n"
+        "    scope: \"segment == 'vip'\"\n"
+        "    message: 'VIP detractor {{ customer_id }}'\n"
+    )
+    harness = Harness(redis, load_rule_set(tmp_path))
+    vip, regular = unique_customer("vip"), unique_customer("regular")
+    await harness.feed([feedback(vip, NOW, 2, segment="vip"), feedback(regular, NOW, 2, segment="smb")])
+    assert [a.customer_id for a in harness.publisher.alerts] == [vip]

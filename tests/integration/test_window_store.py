@@ -141,3 +141,13 @@ async def test_memory_per_customer_is_bounded(store: RedisWindowStore, redis: Re
     after = await redis.memory_usage(keys.customer_state(cid), samples=0) or 0
     print(f"after another {len(first_horizon)} events: {after} bytes")
     assert after < usage * 1.15
+
+
+async def test_segment_comes_from_the_newest_event_that_has_one(store: RedisWindowStore) -> None:
+    cid = unique_customer()
+    await store.apply(purchase(cid, NOW, segment="smb"))
+    await store.apply(purchase(cid, NOW - timedelta(days=3), segment="enterprise"))  # older: ignored
+    await store.apply(interaction(cid, NOW + timedelta(hours=1)))  # no segment: keeps the last one
+    assert (await store.read(cid)).segment == "smb"
+    await store.apply(interaction(cid, NOW + timedelta(hours=2), segment="vip"))
+    assert (await store.read(cid)).segment == "vip"

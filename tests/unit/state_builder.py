@@ -6,6 +6,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+from rules.base import Condition, Verdict
+from rules.context import EvaluationContext
 from rules.state import CustomerState, FeedbackAnswer, day_number
 
 NOW = datetime(2026, 6, 30, 12, 0, tzinfo=UTC)
@@ -46,3 +48,7 @@ def customer(
 def weekly(from_days_ago: int, to_days_ago: int) -> list[float]:
     """Purchase times every 7 days from ``from_days_ago`` down to ``to_days_ago`` (inclusive)."""
     return [float(d) for d in range(from_days_ago, to_days_ago - 1, -7)]
+
+
+def check(condition: Condition, state: CustomerState, now: datetime = NOW) -> Verdict:
+    return condition.check(EvaluationContext(state, now))

@@ -2,11 +2,12 @@ from datetime import timedelta
 
 import pytest
 
-from rules.kinds.detractor import DetractorRule
-from tests.unit.state_builder import NOW, customer
+from rules.kinds.detractor import DetractorCondition
+from tests.unit.state_builder import NOW, check, customer
 
-RULE = DetractorRule(id="d", kind="detractor", message="m")
-DROP_ONLY = DetractorRule(id="d2", kind="detractor", message="m", require_drop=True)
+RULE = DetractorCondition(kind="detractor")
+DROP_ONLY = DetractorCondition(kind="detractor", require_drop=True)
+FROM_PROMOTER = DetractorCondition(kind="detractor", from_promoter=True)
 
 
 @pytest.mark.parametrize(
@@ -22,24 +23,28 @@ DROP_ONLY = DetractorRule(id="d2", kind="detractor", message="m", require_drop=T
         ("drop required: 9 then 4", DROP_ONLY, [(30, 9), (1, 4)], True),
         ("drop required: 2 then 4 is a rise", DROP_ONLY, [(30, 2), (1, 4)], False),
         ("drop required: first answer", DROP_ONLY, [(1, 4)], False),
+        ("promoter turned detractor", FROM_PROMOTER, [(30, 9), (1, 5)], True),
+        ("passive turned detractor is not a promoter", FROM_PROMOTER, [(30, 8), (1, 5)], False),
+        ("an answer after the evaluation time is not seen yet", RULE, [(-1, 2)], False),
     ],
 )
-def test_table(name: str, rule: DetractorRule, answers: list[tuple[float, int]], fires: bool) -> None:
-    assert (rule.check(customer(nps=answers), NOW) is not None) is fires, name
+def test_table(name: str, rule: DetractorCondition, answers: list[tuple[float, int]], fires: bool) -> None:
+    assert check(rule, customer(nps=answers)).fired is fires, name
 
 
 def test_evidence_and_episode() -> None:
-    signal = RULE.check(customer(nps=[(30, 9), (1, 3)]), NOW)
-    assert signal is not None
+    signal = check(RULE, customer(nps=[(30, 9), (1, 3)]))
+    assert signal.fired
     assert signal.evidence["score"] == 3
     assert signal.evidence["previous_score"] == 9
     assert signal.evidence["drop"] == 6
     # The same answer is the same episode however often it is evaluated.
-    later = RULE.check(customer(nps=[(30 + 2, 9), (1 + 2, 3)], now=NOW + timedelta(days=2)), NOW + timedelta(days=2))
-    assert later is not None and later.episode == signal.episode
+    later_now = NOW + timedelta(days=2)
+    later = check(RULE, customer(nps=[(30 + 2, 9), (1 + 2, 3)], now=later_now), later_now)
+    assert later.fired and later.episode == signal.episode
 
 
 def test_threshold_is_configurable() -> None:
-    strict = DetractorRule(id="d", kind="detractor", message="m", max_score=3)
-    assert strict.check(customer(nps=[(1, 4)]), NOW) is None
-    assert strict.check(customer(nps=[(1, 3)]), NOW) is not None
+    strict = DetractorCondition(kind="detractor", max_score=3)
+    assert not check(strict, customer(nps=[(1, 4)])).fired
+    assert check(strict, customer(nps=[(1, 3)])).fired

@@ -1,12 +1,10 @@
 import pytest
 
-from rules.kinds.purchase_frequency_drop import PurchaseFrequencyDropRule
-from tests.unit.state_builder import NOW, customer, weekly
+from rules.kinds.purchase_frequency_drop import PurchaseFrequencyDropCondition
+from tests.unit.state_builder import check, customer, weekly
 
-RULE = PurchaseFrequencyDropRule(
-    id="pfd",
+RULE = PurchaseFrequencyDropCondition(
     kind="purchase_frequency_drop",
-    message="m",
     recent_days=30,
     baseline_days=90,
     max_ratio=0.5,
@@ -34,13 +32,13 @@ RULE = PurchaseFrequencyDropRule(
     ],
 )
 def test_table(name: str, purchases: list[float], fires: bool) -> None:
-    assert (RULE.check(customer(purchases), NOW) is not None) is fires, name
+    assert check(RULE, customer(purchases)).fired is fires, name
 
 
 def test_evidence_names_the_numbers() -> None:
-    signal = RULE.check(customer([*weekly(119, 40), 10.0]), NOW)
-    assert signal is not None
-    ev = signal.evidence
+    verdict = check(RULE, customer([*weekly(119, 40), 10.0]))
+    assert verdict.fired
+    ev = verdict.evidence
     assert ev["recent_purchases"] == 1
     assert ev["recent_days"] == 30
     assert ev["baseline_days"] == 90
@@ -52,19 +50,18 @@ def test_evidence_names_the_numbers() -> None:
 def test_baseline_is_clipped_to_the_customers_history() -> None:
     # Joined 65 days ago, bought weekly until 35 days ago: the 35 covered baseline days hold 5
     # purchases, so the expectation is 5 * 30/35 (~4.3), not 5 * 30/90.
-    signal = RULE.check(customer(weekly(65, 35)), NOW)
-    assert signal is not None
-    assert signal.evidence["baseline_days"] == 36
-    assert signal.evidence["expected_purchases"] == pytest.approx(5 * 30 / 36, abs=0.01)
+    verdict = check(RULE, customer(weekly(65, 35)))
+    assert verdict.fired
+    assert verdict.evidence["baseline_days"] == 36
+    assert verdict.evidence["expected_purchases"] == pytest.approx(5 * 30 / 36, abs=0.01)
 
 
 def test_short_history_is_not_judged() -> None:
     # Only 20 days of baseline history: below min_history_days.
-    assert RULE.check(customer([50.0, 45.0, 40.0, 35.0, 32.0]), NOW) is None
+    verdict = check(RULE, customer([50.0, 45.0, 40.0, 35.0, 32.0]))
+    assert not verdict.fired and verdict.note == "less than 30 days of purchase history"
 
 
 def test_min_history_longer_than_baseline_is_rejected() -> None:
     with pytest.raises(ValueError, match="min_history_days"):
-        PurchaseFrequencyDropRule(
-            id="x", kind="purchase_frequency_drop", message="m", baseline_days=20, min_history_days=30
-        )
+        PurchaseFrequencyDropCondition(kind="purchase_frequency_drop", baseline_days=20, min_history_days=30)
