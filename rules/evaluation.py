@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from rules.base import Finding, RuleBase, Verdict
@@ -32,6 +32,9 @@ def explain_rule(rule: RuleBase, ctx: EvaluationContext) -> Explanation:
     if not in_scope(rule, ctx):
         return Explanation(rule.id, False, None, None)
     verdict = rule.check(ctx)
+    if rule.scope is not None:  # what put the customer in scope is part of the evidence too
+        scoped = {n: evidence_value(ctx.aggregates[n]) for n in compile_condition(rule.scope).names}
+        verdict = replace(verdict, evidence={**scoped, **verdict.evidence})
     return Explanation(rule.id, True, verdict, _finding(rule, ctx, verdict) if verdict.fired else None)
 
 

@@ -6,7 +6,9 @@ already validated rule set.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +32,7 @@ from stream.kafka_sinks import KafkaAlertPublisher, KafkaDeadLetterSink
 from stream.metrics import Metrics
 from stream.processor import EventProcessor
 from stream.progress import InputProgress
+from stream.rules_reload import ActiveRules, RuleReloader
 from stream.settings import Settings
 from stream.windows.store import RedisWindowStore, WindowPolicy
 
@@ -77,9 +80,8 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
     registry = registry or CollectorRegistry()
     ProcessCollector(registry=registry)
     metrics = Metrics(registry)
-    active = {"rules": rule_set}
-    metrics.rules_loaded.set(len(rule_set.enabled))
-    metrics.rule_set_info.labels(version=rule_set.version).set(1)
+    active = ActiveRules(rule_set, metrics)
+    reloader = RuleReloader(settings.rules_dir, active, metrics)
 
     app = faust.App(
         settings.app_id,
@@ -113,7 +115,7 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
     processor = EventProcessor(
         stream_kinds=topics.event_kinds,
         store=store,
-        rules=lambda: active["rules"],
+        rules=active,
         publisher=KafkaAlertPublisher(alerts_topic),
         dead_letters=dead_letter_sink,
         metrics=metrics,
@@ -166,7 +168,7 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
 
     @app.page("/healthz")
     async def healthz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        return web.json({"status": "ok", "rule_set": active["rules"].version})
+        return web.json({"status": "ok", "rule_set": active().version})
 
     @app.page("/readyz")
     async def readyz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
@@ -174,6 +176,12 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
             await redis.ping()
         except Exception as exc:  # readiness reports any failure rather than raising
             return web.json({"status": "redis unavailable", "error": type(exc).__name__}, status=503)
-        return web.json({"status": "ready", "rule_set": active["rules"].version})
+        return web.json({"status": "ready", "rule_set": active().version})
 
-    return Worker(app=app, metrics=metrics, redis=redis, rules=lambda: active["rules"])
+    @app.task  # type: ignore[untyped-decorator]  # faust does not type its decorators
+    async def reload_rules_on_change_or_sighup() -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.reload)
+        if settings.rules_watch:
+            await reloader.watch()
+
+    return Worker(app=app, metrics=metrics, redis=redis, rules=active)

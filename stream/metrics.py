@@ -89,6 +89,12 @@ class Metrics:
             "Enabled rules in the active rule set.",
             registry=registry,
         )
+        self.rules_reloads = Counter(
+            "churnwatch_rules_reload_total",
+            "Rule set reloads (file change or SIGHUP), by outcome (applied, unchanged, invalid).",
+            ["outcome"],
+            registry=registry,
+        )
         self.rule_set_info = Gauge(
             "churnwatch_rule_set_info",
             "The active rule set's version (content hash) as a label; value is always 1.",

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(default=4, ge=1, description="Partitions for topics churnwatch creates")
     topic_replicas: int = Field(default=1, ge=1, description="Replication factor for topics churnwatch creates")
     rules_dir: Path = DEFAULT_RULES_DIR
+    rules_watch: bool = Field(default=True, description="Reload rules when a file in rules_dir changes")
 
     web_host: str = "127.0.0.1"
     web_port: int = 6066

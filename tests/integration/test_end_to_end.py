@@ -8,82 +8,23 @@ import json
 import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from alerts.model import Alert
 from stream.kafka_sinks import dead_letter_headers
 from stream.localstack import StackInfo
-from stream.localstack.worker import WorkerProcess, running_worker
-from stream.settings import Topics
 from tests.events_factory import feedback, interaction, unique_customer, weekly_purchases, wire
+from tests.integration.deployment import Deployment, deploy
 from tests.integration.kafka_io import produce, produce_events, read_topic
-from tests.integration.threaded_receiver import ThreadedReceiver, threaded_receiver
-
-SLACK_PATH = "/services/T000/B000/not-a-real-secret"
-
-
-@dataclass
-class Deployment:
-    stack: StackInfo
-    topics: Topics
-    worker: WorkerProcess
-    slack: ThreadedReceiver
-    log: Path
-
-    def processed(self, topic: str) -> float:
-        """Events the worker finished processing on ``topic`` (from its own /metrics)."""
-        for line in self.worker.get("/metrics").splitlines():
-            if line.startswith("churnwatch_event_processing_seconds_count") and f'topic="{topic}"' in line:
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
-
-    def wait_processed(self, topic: str, count: float, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while self.processed(topic) < count:
-            assert time.monotonic() < deadline, f"worker processed {self.processed(topic)} of {count} on {topic}"
-            time.sleep(0.2)
-
-    async def alerts_for(self, customer_id: str, count: int, timeout: float = 60) -> list[Alert]:
-        def mine(records: list) -> list[Alert]:  # type: ignore[type-arg]
-            return [Alert.model_validate_json(r.value) for r in records if r.key == customer_id.encode()]
-
-        records = await read_topic(
-            self.stack.kafka_bootstrap, self.topics.alerts, until=lambda rs: len(mine(rs)) >= count, timeout=timeout
-        )
-        return mine(records)
-
-    def slack_posts_for(self, customer_id: str) -> list[dict]:  # type: ignore[type-arg]
-        return [r.json for r in self.slack.requests if customer_id in json.dumps(r.json)]
 
 
 @pytest.fixture(scope="module")
 def deployment(local_stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    run = uuid.uuid4().hex[:8]
-    topics = Topics(
-        purchases=f"e2e-{run}.purchases",
-        interactions=f"e2e-{run}.interactions",
-        feedback=f"e2e-{run}.feedback",
-        alerts=f"e2e-{run}.alerts",
-        deadletter=f"e2e-{run}.deadletter",
-    )
-    log = tmp_path_factory.mktemp("worker") / "worker.log"
-    with threaded_receiver() as slack:
-        env = {
-            "CHURNWATCH_APP_ID": f"churnwatch-e2e-{run}",
-            "CHURNWATCH_SLACK_WEBHOOK_URL": slack.url_for(SLACK_PATH),
-            **{f"CHURNWATCH_TOPIC_{name.upper()}": value for name, value in topics.model_dump().items()},
-        }
-        try:
-            with running_worker(local_stack, env=env, output=log) as worker:
-                yield Deployment(local_stack, topics, worker, slack, log)
-        finally:
-            print(log.read_text()[-3000:])
+    with deploy(local_stack, tmp_path_factory.mktemp("worker")) as running:
+        yield running
 
 
 NOW = datetime.now(UTC).replace(microsecond=0)
