@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from rules.ruleset import RuleConfigError, RuleFile, load_rule_set
+from rules.ruleset import RuleConfigError, RuleFile, RuleSet, load_rule_set
 from stream.settings import Settings
 
 
@@ -19,7 +19,7 @@ def main() -> None:
     """churnwatch: streaming early warning for customer churn."""
 
 
-def _load_rules_or_exit(path: Path) -> object:
+def _load_rules_or_exit(path: Path) -> RuleSet:
     try:
         return load_rule_set(path)
     except RuleConfigError as exc:
@@ -44,7 +44,7 @@ def worker(rules_dir: Path | None, loglevel: str) -> None:
         settings = settings.model_copy(update={"rules_dir": rules_dir})
     rule_set = _load_rules_or_exit(settings.rules_dir)
     asyncio.run(ensure_topics(settings))
-    built = build_app(settings, rule_set)  # type: ignore[arg-type]
+    built = build_app(settings, rule_set)
     click.echo(
         f"churnwatch worker: kafka {settings.kafka_bootstrap}, redis {settings.redis_url}, "
         f"{len(built.rules().enabled)} rules (set {built.rules().version}), "
@@ -83,6 +83,37 @@ def rules_check(path: Path | None) -> None:
         click.echo(f"{len(exc.problems)} problem(s) in {target}", err=True)
         sys.exit(1)
     click.echo(f"ok: {len(rule_set.rules)} rules in {len(rule_set.sources)} file(s), version {rule_set.version}")
+
+
+@rules.command("explain")
+@click.argument("rule_id")
+@click.option("--customer", "customer_id", required=True, help="Customer id")
+@click.option("--rules", "rules_path", type=click.Path(path_type=Path), help="Rule file or directory")
+@click.option("--at", "at", default=None, help="Evaluation time (ISO 8601); default: the customer's latest event")
+def rules_explain(rule_id: str, customer_id: str, rules_path: Path | None, at: str | None) -> None:
+    """Show what RULE_ID sees for a customer in the live Redis state, and whether it would fire."""
+    from datetime import datetime
+
+    from redis.asyncio import Redis
+
+    from stream.explain import explain_customer, render_text
+
+    settings = Settings()
+    rule_set = _load_rules_or_exit(rules_path or settings.rules_dir)
+    rule = rule_set.by_id(rule_id)
+    if rule is None:
+        click.echo(f"no rule {rule_id!r}; known: {', '.join(r.id for r in rule_set.rules)}", err=True)
+        sys.exit(1)
+    when = datetime.fromisoformat(at) if at else None
+
+    async def run() -> str:
+        redis = Redis.from_url(settings.redis_url)
+        try:
+            return render_text(await explain_customer(redis, rule, customer_id, when))
+        finally:
+            await redis.aclose()
+
+    click.echo(asyncio.run(run()))
 
 
 @main.command()
