@@ -116,6 +116,21 @@ def rules_explain(rule_id: str, customer_id: str, rules_path: Path | None, at: s
     click.echo(asyncio.run(run()))
 
 
+@rules.command("aggregates")
+@click.option("--markdown", is_flag=True, help="As the README's table")
+def rules_aggregates(markdown: bool) -> None:
+    """List the named aggregates that expression rules, scopes and message templates can use."""
+    from rules.aggregates import CATALOG
+    from stream.schema_docs import aggregates_markdown
+
+    if markdown:
+        click.echo(aggregates_markdown())
+        return
+    width = max(len(a.name) for a in CATALOG)
+    for aggregate in CATALOG:
+        click.echo(f"{aggregate.name:<{width}}  {aggregate.cel_type:<6}  {aggregate.description}")
+
+
 @main.command()
 @click.argument("what", type=click.Choice(["events", "rules"]))
 @click.option("--markdown", is_flag=True, help="The event contracts as the README's table")

@@ -1,10 +1,11 @@
-"""The event contracts as a Markdown table, generated from the pydantic models (the README embeds it;
-a test keeps the two identical)."""
+"""Reference tables generated from the code (the event contracts, the named aggregates); the README
+embeds them and a test keeps the copies identical."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from rules.aggregates import CATALOG
 from stream.events import EVENT_MODELS, SURVEY_RANGES, InteractionKind
 
 _NOTES: dict[tuple[str, str], str] = {
@@ -36,4 +37,10 @@ def events_markdown() -> str:
             rows.append(
                 f"| {stream_kind} | `{name}` | {_type_of(prop)} | {'yes' if name in required else 'no'} | {note} |"
             )
+    return "\n".join(rows)
+
+
+def aggregates_markdown() -> str:
+    rows = ["| name | type | meaning |", "| --- | --- | --- |"]
+    rows += [f"| `{a.name}` | {a.cel_type} | {a.description} |" for a in CATALOG]
     return "\n".join(rows)
