@@ -10,12 +10,22 @@ from rules.base import Condition, RuleBase, rule_class
 from rules.kinds.combined import AllCondition, AnyCondition
 from rules.kinds.detractor import DetractorCondition
 from rules.kinds.expression import ExpressionCondition
+from rules.kinds.health_score import HealthScoreCondition
+from rules.kinds.interaction_drop import InteractionDropCondition
+from rules.kinds.low_score import LowScoreCondition
 from rules.kinds.purchase_frequency_drop import PurchaseFrequencyDropCondition
+from rules.kinds.spend_drop import SpendDropCondition
+from rules.kinds.spike import SpikeCondition
 
 LEAF_KINDS: tuple[type[Condition], ...] = (
     PurchaseFrequencyDropCondition,
     DetractorCondition,
     ExpressionCondition,
+    HealthScoreCondition,
+    SpendDropCondition,
+    InteractionDropCondition,
+    LowScoreCondition,
+    SpikeCondition,
 )
 
 LeafCondition = Annotated[Union[LEAF_KINDS], Field(discriminator="kind")]  # type: ignore[valid-type]  # noqa: UP007

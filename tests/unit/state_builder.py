@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from rules.base import Condition, Verdict
@@ -24,14 +24,37 @@ def customer(
     now: datetime = NOW,
     amount: float = 20.0,
     customer_id: str = "c-1",
+    amounts: Iterable[float] | None = None,
+    interactions: Mapping[str, Iterable[float]] | None = None,
+    csat: Iterable[tuple[float, int]] = (),
+    ces: Iterable[tuple[float, int]] = (),
 ) -> CustomerState:
+    """``amounts`` (one per purchase, in the order of ``purchases_days_ago``) overrides ``amount``;
+    ``interactions`` maps a kind to the days ago of each interaction; ``nps``/``csat``/``ces`` are
+    ``(days_ago, score)`` answers."""
+    days = list(purchases_days_ago)
+    prices = [amount] * len(days) if amounts is None else list(amounts)
+    if len(prices) != len(days):
+        raise ValueError("amounts needs one value per purchase")
     purchases: defaultdict[int, int] = defaultdict(int)
     spend: defaultdict[int, float] = defaultdict(float)
-    times = sorted(days_ago(d, now) for d in purchases_days_ago)
-    for moment in times:
+    bought = sorted((days_ago(d, now), price) for d, price in zip(days, prices, strict=True))
+    times = [moment for moment, _ in bought]
+    for moment, price in bought:
         purchases[day_number(moment)] += 1
-        spend[day_number(moment)] += amount
-    answers = tuple(FeedbackAnswer(days_ago(d, now), score) for d, score in sorted(nps, key=lambda a: -a[0]))
+        spend[day_number(moment)] += price
+    by_kind: dict[str, dict[int, int]] = {}
+    touched: list[datetime] = []
+    for kind, ago in (interactions or {}).items():
+        buckets = by_kind.setdefault(kind, {})
+        for moment in (days_ago(d, now) for d in ago):
+            touched.append(moment)
+            buckets[day_number(moment)] = buckets.get(day_number(moment), 0) + 1
+    surveys = {"nps": nps, "csat": csat, "ces": ces}
+    feedback = {
+        kind: tuple(FeedbackAnswer(days_ago(d, now), score) for d, score in sorted(given, key=lambda a: -a[0]))
+        for kind, given in surveys.items()
+    }
     return CustomerState(
         customer_id=customer_id,
         watermark=now,
@@ -40,8 +63,10 @@ def customer(
         first_purchase_at=times[0] if times else None,
         last_purchase_at=times[-1] if times else None,
         lifetime_purchases=len(times),
-        lifetime_spend=amount * len(times),
-        feedback_by_kind={"nps": answers} if answers else {},
+        lifetime_spend=amount * len(times) if amounts is None else sum(price for _, price in bought),
+        interactions_by_kind=by_kind,
+        last_interaction_at=max(touched) if touched else None,
+        feedback_by_kind={kind: answers for kind, answers in feedback.items() if answers},
     )
 
 

@@ -1,0 +1,98 @@
+"""Falling engagement: fewer logins, sessions (or any listed interactions) than the customer's own baseline.
+
+Customers often stop using a product before they stop paying for it, so a drop in interactions
+is an earlier signal than a drop in purchases. As with purchases, the expectation is the
+customer's own rate over an earlier, longer window. The history starts at the earliest day with
+any of the listed interactions *in the state*: the store only keeps day buckets within its
+retention horizon (``retention``, 150 days by default), so a baseline reaching further back is
+clipped to what is kept, never filled with zeros.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, StringConstraints, model_validator
+
+from rules.base import Condition, EvidenceValue, Verdict
+from rules.context import EvaluationContext
+from rules.state import CustomerState
+from rules.windows import compare_to_baseline
+
+InteractionKindName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+"""A built-in interaction kind (``login``, ``support_ticket``, ...) or a custom one (``webinar``)."""
+
+
+def interaction_buckets(state: CustomerState, kinds: Iterable[str]) -> dict[int, float]:
+    """Interactions of ``kinds`` per day, summed over the kinds (each kind counted once)."""
+    merged: dict[int, float] = {}
+    for kind in dict.fromkeys(kinds):
+        for day, count in state.interactions_by_kind.get(kind, {}).items():
+            if count:
+                merged[day] = merged.get(day, 0) + count
+    return merged
+
+
+class InteractionDropCondition(Condition):
+    kind: Literal["interaction_drop"]
+    interaction_kinds: tuple[InteractionKindName, ...] = Field(
+        default=("login", "session"),
+        min_length=1,
+        description="Interaction kinds counted together, built-in or custom, e.g. [login, session, webinar]",
+    )
+    recent_days: int = Field(default=30, ge=1, le=365, description="Length of the recent window, in days")
+    baseline_days: int = Field(
+        default=90, ge=1, le=730, description="Length of the earlier window the baseline rate comes from"
+    )
+    max_ratio: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Fire when recent interactions are at most this share of the expected count",
+    )
+    min_baseline_interactions: int = Field(
+        default=8, ge=1, description="Customers with fewer interactions in the baseline window are not judged"
+    )
+    min_history_days: int = Field(
+        default=30,
+        ge=1,
+        description="Days of history the baseline window must cover (since the earliest listed interaction kept)",
+    )
+
+    evidence_fields: ClassVar[tuple[str, ...]] = (
+        "interaction_kinds", "recent_interactions", "recent_days", "baseline_interactions", "baseline_days",
+        "expected_interactions", "ratio",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _history_fits_baseline(self) -> InteractionDropCondition:
+        if self.min_history_days > self.baseline_days:
+            raise ValueError("min_history_days cannot be longer than baseline_days")
+        return self
+
+    def check(self, ctx: EvaluationContext) -> Verdict:
+        buckets = interaction_buckets(ctx.state, self.interaction_kinds)
+        kinds = "/".join(self.interaction_kinds)
+        comparison = compare_to_baseline(
+            buckets,
+            now=ctx.now,
+            history_start_day=min(buckets, default=None),
+            recent_days=self.recent_days,
+            baseline_days=self.baseline_days,
+            min_history_days=self.min_history_days,
+        )
+        if comparison is None:
+            return Verdict.quiet(note=f"less than {self.min_history_days} days of {kinds} history")
+        evidence: dict[str, EvidenceValue] = {
+            "interaction_kinds": kinds,
+            "recent_interactions": int(comparison.recent),
+            "recent_days": self.recent_days,
+            "baseline_interactions": int(comparison.baseline),
+            "baseline_days": comparison.baseline_days,
+            "expected_interactions": round(comparison.expected, 2),
+            "ratio": round(comparison.ratio, 3),
+        }
+        if comparison.baseline < self.min_baseline_interactions:
+            return Verdict.quiet(evidence, f"fewer than {self.min_baseline_interactions} baseline {kinds} interactions")
+        return Verdict(comparison.ratio <= self.max_ratio, evidence)
