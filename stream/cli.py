@@ -85,6 +85,17 @@ def rules_check(path: Path | None) -> None:
     click.echo(f"ok: {len(rule_set.rules)} rules in {len(rule_set.sources)} file(s), version {rule_set.version}")
 
 
+@rules.command("test")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+def rules_test(files: tuple[Path, ...]) -> None:
+    """Run rule unit tests (YAML: events, evaluation time, expected alerts; directories: their *_test.yaml).
+
+    Prints a diff for every failing test and 'N passed, M failed'; exit 1 on any failure or invalid file."""
+    from stream.ruletest import main as run_rule_tests
+
+    sys.exit(run_rule_tests(files, click.echo))
+
+
 @rules.command("explain")
 @click.argument("rule_id")
 @click.option("--customer", "customer_id", required=True, help="Customer id")

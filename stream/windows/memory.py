@@ -1,0 +1,159 @@
+"""The window update of ``update.lua``, folded in memory: same events in, same states out, no Redis.
+
+Rule unit tests (``churnwatch rules test``) build customer states with it, so a test sees exactly
+what the worker would have seen. It is a second implementation of the same semantics, kept honest by
+``tests/integration/test_memory_windows_match_redis.py``, which feeds random event streams to both
+and compares every outcome and state. Step by step, as in the script:
+
+1. an event id already seen for the customer changes nothing (``duplicate``; the current state);
+2. an event older than the retention horizon behind the customer's latest event time is dropped
+   (``late``; an empty state), its id being remembered all the same;
+3. purchases (count and cents) and interactions (per kind) land in the UTC day of their event time,
+   after the touched series is pruned to the horizon; survey answers are kept in event-time order,
+   the last ``feedback_history`` per kind; lifetime count and spend, first/last purchase and last
+   interaction follow every accepted event;
+4. the watermark only moves forward, the segment comes from the newest event carrying one (a later
+   arrival with the same time wins), and on the first event of a new watermark day every series is
+   pruned to the horizon.
+
+The state is read through :func:`stream.windows.codec.state_from_hash`, the decoder the Redis store
+uses, from the same fields the script writes. Wall-clock expiries (``dedupe_ttl``, ``idle_ttl``)
+are not modelled: within one fold an event id is remembered, and a customer kept, for ever.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from rules.state import CustomerState
+from stream.events import EventBase, FeedbackEvent, InteractionEvent, PurchaseEvent, occurred_epoch_ms
+from stream.windows import keys
+from stream.windows.codec import state_from_hash, to_cents
+from stream.windows.store import UpdateOutcome, WindowPolicy, WindowUpdate
+
+DAY_MS = 86_400_000
+_V = TypeVar("_V")
+
+
+@dataclass
+class _Customer:
+    """One customer's hash, field for field (see the codec's docstring for the layout)."""
+
+    wm: int = 0
+    purchases: dict[int, list[int]] = field(default_factory=dict)
+    """``p``: day -> [purchases, cents]."""
+    interactions: dict[str, dict[int, int]] = field(default_factory=dict)
+    """``i:<kind>``: day -> count."""
+    feedback: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    """``f:<kind>``: [(ms, score)], oldest first."""
+    fp: int = 0
+    lp: int = 0
+    pn: int = 0
+    ps: int = 0
+    li: int = 0
+    sg: str | None = None
+    pd: int = 0
+
+    def fields(self) -> dict[str, str]:
+        """The hash as ``HGETALL`` would return it (absent fields are absent)."""
+        out: dict[str, str] = {}
+        if self.purchases:
+            out["p"] = json.dumps({str(d): bucket for d, bucket in self.purchases.items()})
+        for kind, series in self.interactions.items():
+            out[f"i:{kind}"] = json.dumps({str(d): n for d, n in series.items()})
+        for kind, answers in self.feedback.items():
+            out[f"f:{kind}"] = json.dumps([list(a) for a in answers])
+        for name in ("wm", "fp", "lp", "pn", "ps", "li", "pd"):
+            value: int = getattr(self, name)
+            if value:  # the decoder reads an absent scalar as 0 / None, as it reads a 0
+                out[name] = str(value)
+        if self.sg is not None:
+            out["sg"] = self.sg
+        return out
+
+
+def _prune(series: dict[int, _V], oldest: int) -> None:
+    for day in [d for d in series if d < oldest]:
+        del series[day]
+
+
+class MemoryWindows:
+    """Per-customer windows in a dict: :meth:`apply` events in arrival order, :meth:`read` a state."""
+
+    def __init__(self, policy: WindowPolicy) -> None:
+        self._policy = policy
+        self._horizon_days = max(1, policy.retention.days)  # as RedisWindowStore passes it to the script
+        self._customers: dict[str, _Customer] = {}
+        self._seen: set[str] = set()
+
+    def apply(self, event: EventBase) -> WindowUpdate:
+        # Keyed like the Redis keys, so even two ids that map to one hash tag behave the same.
+        state_key = keys.customer_state(event.customer_id)
+        seen_key = keys.seen_event(event.customer_id, event.event_id)
+        if seen_key in self._seen:
+            return WindowUpdate(UpdateOutcome.DUPLICATE, self._state(event.customer_id, state_key))
+        self._seen.add(seen_key)
+
+        c = self._customers.get(state_key) or _Customer()
+        t = occurred_epoch_ms(event)
+        if c.wm > 0 and t < c.wm - self._horizon_days * DAY_MS:
+            return WindowUpdate(UpdateOutcome.LATE, CustomerState(customer_id=event.customer_id))
+        self._customers[state_key] = c
+        new_wm = max(c.wm, t)
+        oldest = new_wm // DAY_MS - self._horizon_days + 1
+        day = t // DAY_MS
+
+        if isinstance(event, PurchaseEvent):
+            cents = to_cents(event.amount)
+            _prune(c.purchases, oldest)
+            bucket = c.purchases.get(day)
+            if bucket:
+                bucket[0] += 1
+                bucket[1] += cents
+            else:
+                c.purchases[day] = [1, cents]
+            c.pn += 1
+            c.ps += cents
+            if c.fp == 0 or t < c.fp:
+                c.fp = t
+            c.lp = max(c.lp, t)
+        elif isinstance(event, InteractionEvent):
+            series = c.interactions.setdefault(event.counted_kind, {})
+            _prune(series, oldest)
+            series[day] = series.get(day, 0) + 1
+            c.li = max(c.li, t)
+        elif isinstance(event, FeedbackEvent):
+            answers = c.feedback.setdefault(event.kind, [])
+            pos = len(answers)
+            while pos > 0 and answers[pos - 1][0] > t:  # after any answer with the same time
+                pos -= 1
+            answers.insert(pos, (t, event.score))
+            del answers[: max(0, len(answers) - self._policy.feedback_history)]
+        else:  # pragma: no cover - the event union is closed
+            raise TypeError(f"unknown event type {type(event).__name__}")
+
+        if t >= c.wm and event.segment:
+            c.sg = event.segment
+        c.wm = new_wm
+        wm_day = new_wm // DAY_MS
+        if c.pd < wm_day:
+            _prune(c.purchases, oldest)
+            for kind in list(c.interactions):
+                _prune(c.interactions[kind], oldest)
+                if not c.interactions[kind]:
+                    del c.interactions[kind]
+            c.pd = wm_day
+        return WindowUpdate(UpdateOutcome.OK, self._state(event.customer_id, state_key))
+
+    def apply_all(self, events: Iterable[EventBase]) -> list[WindowUpdate]:
+        return [self.apply(event) for event in events]
+
+    def read(self, customer_id: str) -> CustomerState:
+        return self._state(customer_id, keys.customer_state(customer_id))
+
+    def _state(self, customer_id: str, state_key: str) -> CustomerState:
+        customer = self._customers.get(state_key)
+        return state_from_hash(customer_id, customer.fields() if customer else {})
