@@ -17,7 +17,7 @@ import pytest
 
 from rules.evaluation import evaluate
 from rules.ruleset import load_rule_set
-from rules.state import CustomerState, DayWindow, FeedbackAnswer, day_number
+from rules.state import CustomerState, DayWindow, day_number
 from stream import demo
 from stream.demo_profiles import (
     CustomerProfile,
@@ -28,6 +28,8 @@ from stream.demo_profiles import (
 )
 from stream.events import EVENT_MODELS, AnyEvent, FeedbackEvent, InteractionEvent, PurchaseEvent
 from stream.settings import Topics
+from stream.windows.memory import MemoryWindows
+from stream.windows.store import WindowPolicy
 
 NOW = datetime(2025, 3, 14, 15, 30, 12, 345678, tzinfo=UTC)
 SEEDS = (1, 7, 42, 2024)
@@ -72,57 +74,20 @@ def traffic(request: pytest.FixtureRequest) -> tuple[list[CustomerProfile], dict
     return profiles, by_customer
 
 
-class StateBuilder:
-    """What ``update.lua`` keeps, in memory: day buckets by event time, watermark, last 10 answers."""
+POLICY = WindowPolicy(
+    retention=timedelta(days=150), dedupe_ttl=timedelta(days=7), idle_ttl=timedelta(days=180), feedback_history=10
+)
 
-    def __init__(self, customer_id: str) -> None:
-        self.customer_id = customer_id
-        self.watermark: datetime | None = None
-        self.purchases: dict[int, int] = defaultdict(int)
-        self.spend: dict[int, float] = defaultdict(float)
-        self.first_purchase: datetime | None = None
-        self.last_purchase: datetime | None = None
-        self.interactions: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-        self.last_interaction: datetime | None = None
-        self.answers: dict[str, list[FeedbackAnswer]] = defaultdict(list)
 
-    def apply(self, event: AnyEvent) -> StateBuilder:
-        at, day = event.occurred_at, day_number(event.occurred_at)
-        if isinstance(event, PurchaseEvent):
-            self.purchases[day] += 1
-            self.spend[day] += float(event.amount)
-            self.first_purchase = min(filter(None, (self.first_purchase, at)))
-            self.last_purchase = max(filter(None, (self.last_purchase, at)))
-        elif isinstance(event, InteractionEvent):
-            self.interactions[event.counted_kind][day] += 1
-            self.last_interaction = max(filter(None, (self.last_interaction, at)))
-        elif isinstance(event, FeedbackEvent):
-            kept = sorted([*self.answers[event.kind], FeedbackAnswer(at, event.score)], key=lambda a: a.answered_at)
-            self.answers[event.kind] = kept[-10:]
-        self.watermark = max(filter(None, (self.watermark, at)))
-        return self
-
-    def state(self) -> CustomerState:
-        return CustomerState(
-            customer_id=self.customer_id,
-            watermark=self.watermark,
-            purchases_by_day=dict(self.purchases),
-            spend_by_day=dict(self.spend),
-            first_purchase_at=self.first_purchase,
-            last_purchase_at=self.last_purchase,
-            lifetime_purchases=sum(self.purchases.values()),
-            lifetime_spend=sum(self.spend.values()),
-            interactions_by_kind={k: dict(v) for k, v in self.interactions.items()},
-            last_interaction_at=self.last_interaction,
-            feedback_by_kind={k: tuple(v) for k, v in self.answers.items()},
-        )
+def windows() -> MemoryWindows:
+    """The worker's window semantics (update.lua), in memory."""
+    return MemoryWindows(POLICY)
 
 
 def build_state(customer_id: str, events: Iterable[AnyEvent]) -> CustomerState:
-    builder = StateBuilder(customer_id)
-    for event in events:
-        builder.apply(event)
-    return builder.state()
+    store = windows()
+    store.apply_all(events)
+    return store.read(customer_id)
 
 
 def fired(state: CustomerState, now: datetime) -> set[str]:
@@ -262,9 +227,10 @@ def test_no_false_alarm_while_the_history_is_replayed_in_order(traffic):
     """The service evaluates after every event at the customer's watermark: quiet personas never fire."""
     profiles, by_customer = traffic
     for p in profiles:
-        builder, seen = StateBuilder(p.customer_id), set()
+        store, seen = windows(), set()
         for event in by_customer[p.customer_id]:
-            state = builder.apply(event).state()
+            state = store.apply(event).state
+            assert state.watermark is not None
             seen |= fired(state, state.watermark)
         assert_verdicts(seen, p.persona, p)
 
@@ -273,9 +239,8 @@ def test_live_trickle_keeps_the_verdicts():
     rng = random.Random(11)
     profiles = make_profiles(40, rng)
     history = backfill_events(profiles, NOW, 120, rng)
-    builders = {p.customer_id: StateBuilder(p.customer_id) for p in profiles}
-    for event in history:
-        builders[event.customer_id].apply(event)
+    store = windows()
+    store.apply_all(history)
     clock = itertools.count()
     live = list(itertools.islice(live_events(profiles, lambda: NOW + timedelta(seconds=next(clock)), rng), 600))
 
@@ -289,7 +254,7 @@ def test_live_trickle_keeps_the_verdicts():
         assert EVENT_MODELS[name].model_validate_json(event.model_dump_json()) == event
         assert not (persona[event.customer_id] is Persona.FADING and isinstance(event, PurchaseEvent))
         assert not (isinstance(event, FeedbackEvent) and event.kind == "nps" and event.score <= 6)
-        state = builders[event.customer_id].apply(event).state()
+        state = store.apply(event).state
         assert_verdicts(fired(state, event.occurred_at), persona[event.customer_id], event, complete=False)
     assert {type(e) for e in live} == {PurchaseEvent, InteractionEvent, FeedbackEvent}
 
