@@ -137,7 +137,7 @@ def _problems_from(name: str, raw: dict[str, Any], exc: ValidationError) -> Iter
             if loc and isinstance(item, dict) and loc[0] == item.get("kind"):
                 loc = loc[1:]
         field = ".".join(str(part) for part in loc) or None
-        message = error["msg"]
+        message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown field (misspelt?)"
         elif error["type"] == "union_tag_invalid":

@@ -86,3 +86,19 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     readme = (COMPOSE.parent / "README.md").read_text()
     ci = (COMPOSE.parent / ".ci" / "run").read_text()
     assert "bin/test    # run the whole test suite" in readme and "\nbin/test\n" in ci
+
+
+def test_rule_file_json_schema_for_editors_is_current() -> None:
+    from rules.ruleset import RuleFile
+
+    committed = json.loads((COMPOSE.parent / "rules" / "rules.schema.json").read_text())
+    assert committed == RuleFile.model_json_schema(), "regenerate: churnwatch schema rules > rules/rules.schema.json"
+
+
+def test_readme_aggregates_table_is_generated_from_the_catalog() -> None:
+    from stream.schema_docs import aggregates_markdown
+
+    readme = (COMPOSE.parent / "README.md").read_text()
+    start, end = "<!-- aggregates-table:start -->\n", "\n<!-- aggregates-table:end -->"
+    embedded = readme[readme.index(start) + len(start) : readme.index(end)]
+    assert embedded == aggregates_markdown(), "regenerate with: churnwatch rules aggregates --markdown"
