@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints
 
-from rules.base import Condition, EvidenceValue, Verdict
+from rules.base import EvidenceValue, Verdict
 from rules.context import EvaluationContext
+from rules.kinds.baseline import AgainstOwnBaseline
 from rules.state import CustomerState
-from rules.windows import compare_to_baseline
 
 InteractionKindName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 """A built-in interaction kind (``login``, ``support_ticket``, ...) or a custom one (``webinar``)."""
@@ -34,16 +34,12 @@ def interaction_buckets(state: CustomerState, kinds: Iterable[str]) -> dict[int,
     return merged
 
 
-class InteractionDropCondition(Condition):
+class InteractionDropCondition(AgainstOwnBaseline):
     kind: Literal["interaction_drop"]
     interaction_kinds: tuple[InteractionKindName, ...] = Field(
         default=("login", "session"),
         min_length=1,
         description="Interaction kinds counted together, built-in or custom, e.g. [login, session, webinar]",
-    )
-    recent_days: int = Field(default=30, ge=1, le=365, description="Length of the recent window, in days")
-    baseline_days: int = Field(
-        default=90, ge=1, le=730, description="Length of the earlier window the baseline rate comes from"
     )
     max_ratio: float = Field(
         default=0.5,
@@ -54,34 +50,16 @@ class InteractionDropCondition(Condition):
     min_baseline_interactions: int = Field(
         default=8, ge=1, description="Customers with fewer interactions in the baseline window are not judged"
     )
-    min_history_days: int = Field(
-        default=30,
-        ge=1,
-        description="Days of history the baseline window must cover (since the earliest listed interaction kept)",
-    )
 
     evidence_fields: ClassVar[tuple[str, ...]] = (
         "interaction_kinds", "recent_interactions", "recent_days", "baseline_interactions", "baseline_days",
         "expected_interactions", "ratio",
     )  # fmt: skip
 
-    @model_validator(mode="after")
-    def _history_fits_baseline(self) -> InteractionDropCondition:
-        if self.min_history_days > self.baseline_days:
-            raise ValueError("min_history_days cannot be longer than baseline_days")
-        return self
-
     def check(self, ctx: EvaluationContext) -> Verdict:
         buckets = interaction_buckets(ctx.state, self.interaction_kinds)
         kinds = "/".join(self.interaction_kinds)
-        comparison = compare_to_baseline(
-            buckets,
-            now=ctx.now,
-            history_start_day=min(buckets, default=None),
-            recent_days=self.recent_days,
-            baseline_days=self.baseline_days,
-            min_history_days=self.min_history_days,
-        )
+        comparison = self.compare(buckets, ctx, min(buckets, default=None))
         if comparison is None:
             return Verdict.quiet(note=f"less than {self.min_history_days} days of {kinds} history")
         evidence: dict[str, EvidenceValue] = {

@@ -10,24 +10,19 @@ that absence is ``purchase_frequency_drop``'s to judge, so this kind leaves it a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from rules.base import Condition, EvidenceValue, Verdict
+from rules.base import EvidenceValue, Verdict
 from rules.context import EvaluationContext
-from rules.windows import BaselineComparison, compare_to_baseline
+from rules.kinds.baseline import AgainstOwnBaseline
 
 
-class SpendDropCondition(Condition):
+class SpendDropCondition(AgainstOwnBaseline):
     kind: Literal["spend_drop"]
     measure: Literal["total", "average_order_value"] = Field(
         default="total", description="'total' spend in the window, or 'average_order_value' (spend per order)"
-    )
-    recent_days: int = Field(default=30, ge=1, le=365, description="Length of the recent window, in days")
-    baseline_days: int = Field(
-        default=90, ge=1, le=730, description="Length of the earlier window the baseline comes from"
     )
     max_ratio: float = Field(
         default=0.5, gt=0, le=1, description="Fire when the recent measure is at most this share of the baseline's"
@@ -44,37 +39,17 @@ class SpendDropCondition(Condition):
         description="Customers with fewer recent orders are not judged (1 leaves customers who stopped buying "
         "to purchase_frequency_drop); average_order_value always needs at least one",
     )
-    min_history_days: int = Field(
-        default=30,
-        ge=1,
-        description="Days of purchase history the baseline window must cover (since the first purchase)",
-    )
 
     evidence_fields: ClassVar[tuple[str, ...]] = (
         "measure", "recent_spend", "expected_spend", "baseline_spend", "recent_days", "baseline_days",
         "recent_orders", "baseline_orders", "recent_aov", "baseline_aov", "ratio",
     )  # fmt: skip
 
-    @model_validator(mode="after")
-    def _history_fits_baseline(self) -> SpendDropCondition:
-        if self.min_history_days > self.baseline_days:
-            raise ValueError("min_history_days cannot be longer than baseline_days")
-        return self
-
     def check(self, ctx: EvaluationContext) -> Verdict:
         state = ctx.state
 
-        def compare(buckets: Mapping[int, float]) -> BaselineComparison | None:
-            return compare_to_baseline(
-                buckets,
-                now=ctx.now,
-                history_start_day=state.first_purchase_day,
-                recent_days=self.recent_days,
-                baseline_days=self.baseline_days,
-                min_history_days=self.min_history_days,
-            )
-
-        spend, orders = compare(state.spend_by_day), compare(state.purchases_by_day)
+        spend = self.compare(state.spend_by_day, ctx, state.first_purchase_day)
+        orders = self.compare(state.purchases_by_day, ctx, state.first_purchase_day)
         if spend is None or orders is None:
             return Verdict.quiet(note=f"less than {self.min_history_days} days of purchase history")
         recent_aov = spend.recent / orders.recent if orders.recent else None
