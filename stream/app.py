@@ -178,6 +178,10 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
             return web.json({"status": "redis unavailable", "error": type(exc).__name__}, status=503)
         return web.json({"status": "ready", "rule_set": active().version})
 
+    @app.timer(1.0)  # type: ignore[untyped-decorator]  # faust does not type its decorators
+    async def run_deferred_evaluations() -> None:
+        await processor.sweep_deferred()
+
     @app.task  # type: ignore[untyped-decorator]  # faust does not type its decorators
     async def reload_rules_on_change_or_sighup() -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.reload)

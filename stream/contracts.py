@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from alerts.model import Alert
+from rules.state import CustomerState
 from stream.events import EventBase
 from stream.windows.store import ClaimOutcome, WindowUpdate
 
@@ -24,6 +25,8 @@ class SourceRecord:
 
 class WindowStore(Protocol):
     async def apply(self, event: EventBase) -> WindowUpdate: ...
+
+    async def read(self, customer_id: str) -> CustomerState: ...
 
     async def claim_alert(
         self,

@@ -53,6 +53,17 @@ class Metrics:
             ["waiting_for"],
             registry=registry,
         )
+        self.evaluations_deferred_expired = Counter(
+            "churnwatch_evaluations_deferred_expired_total",
+            "Deferred evaluations run after waiting the longest allowed, the input still behind, by that input.",
+            ["waiting_for"],
+            registry=registry,
+        )
+        self.evaluations_deferred_dropped = Counter(
+            "churnwatch_evaluations_deferred_dropped_total",
+            "Deferred evaluations forgotten because too many were waiting (the customer's next event evaluates).",
+            registry=registry,
+        )
         self.alerts_fired = Counter(
             "churnwatch_alerts_fired_total",
             "Alerts fired, by rule, severity and mode (active: published; shadow: would have been, not sent).",

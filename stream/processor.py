@@ -15,8 +15,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TypeVar
 
 from aiokafka.errors import KafkaError
@@ -28,12 +31,13 @@ from alerts.model import Alert
 from rules.base import Finding, Mode
 from rules.evaluation import evaluate
 from rules.ruleset import RuleSet
+from rules.state import CustomerState
 from stream.contracts import AlertPublisher, DeadLetterSink, SourceRecord, WindowStore
 from stream.decoding import DecodePolicy, Rejection, decode_event
 from stream.events import EventBase
 from stream.metrics import Metrics
 from stream.progress import InputProgress
-from stream.windows.store import UpdateOutcome, WindowUpdate
+from stream.windows.store import UpdateOutcome
 
 log = logging.getLogger("churnwatch.processor")
 
@@ -41,6 +45,21 @@ T = TypeVar("T")
 _STORE_ERRORS: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
 _PUBLISH_ERRORS: tuple[type[BaseException], ...] = (KafkaError, ConnectionError, OSError, asyncio.TimeoutError)
 Clock = Callable[[], datetime]
+
+
+_MAX_DEFERRED_PER_PARTITION = 100_000
+
+
+@dataclass(frozen=True)
+class _Deferred:
+    """An evaluation waiting for the other inputs of its partition (in memory: after a restart the
+    customer's next event evaluates it)."""
+
+    event: EventBase
+    record: SourceRecord
+    watermark: datetime
+    since: float
+    """Monotonic time it was deferred: it waits at most ``max_defer``."""
 
 
 def _utcnow() -> datetime:
@@ -62,6 +81,7 @@ class EventProcessor:
         store_retry_max_seconds: float = 5.0,
         alert_max_lag: timedelta | None = None,
         progress: InputProgress | None = None,
+        max_defer: timedelta = timedelta(seconds=30),
     ) -> None:
         """``stream_kinds`` maps a topic name to its event kind (purchase, interaction, feedback);
         ``rules`` returns the active rule set (it may be swapped between events).
@@ -69,7 +89,8 @@ class EventProcessor:
         this are counted but not alerted (a replay of old history must not page anyone today);
         None alerts at any age (backtests).
         ``progress`` defers rule evaluation while another input topic is still behind (see
-        :mod:`stream.progress`); None evaluates at once (a single input, or tests)."""
+        :mod:`stream.progress`); None evaluates at once (a single input, or tests). A deferred
+        evaluation runs at the latest ``max_defer`` later (see :meth:`sweep_deferred`)."""
         self._kinds = stream_kinds
         self._store = store
         self._rules = rules
@@ -81,6 +102,9 @@ class EventProcessor:
         self._store_retry_max = store_retry_max_seconds
         self._alert_max_lag = alert_max_lag
         self._progress = progress
+        self._deferred: defaultdict[int, dict[str, _Deferred]] = defaultdict(dict)
+        self._max_defer = max_defer.total_seconds()
+        self._lock = asyncio.Lock()
 
     async def process(self, record: SourceRecord) -> UpdateOutcome | None:
         """Handle one record; return the window outcome, or None if it was dead-lettered.
@@ -89,7 +113,8 @@ class EventProcessor:
         ``processing_error`` rather than crashing the agent and stalling its partition.
         """
         try:
-            return await self._process(record)
+            async with self._lock:  # one event or sweep at a time: the sweep runs from a timer
+                return await self._process(record)
         except Exception as exc:
             log.exception("processing %s[%d]@%d failed", record.topic, record.partition, record.offset)
             await self._reject(record, "processing_error", f"{type(exc).__name__}: {exc}")
@@ -115,22 +140,70 @@ class EventProcessor:
         if update.outcome is not UpdateOutcome.LATE and update.state.watermark is not None:
             # A duplicate is evaluated again: if its alert was claimed but never confirmed
             # published (a crash in between), this is where it gets published.
-            await self._alert(decoded, record, update.state.watermark, update)
+            await self._evaluate_or_defer(decoded, record, update.state)
+        await self._evaluate_caught_up(record.partition)
         self._metrics.event_processing.labels(topic=record.topic).observe(time.perf_counter() - started)
         self._metrics.event_age.labels(topic=record.topic).observe(
             max(0.0, (self._clock() - decoded.occurred_at).total_seconds())
         )
         return update.outcome
 
-    async def _alert(self, event: EventBase, record: SourceRecord, now: datetime, update: WindowUpdate) -> None:
-        if self._progress is not None and (behind := self._progress.lagging(record.partition, now)):
+    async def _evaluate_or_defer(self, event: EventBase, record: SourceRecord, state: CustomerState) -> None:
+        assert state.watermark is not None
+        if self._progress is not None and (behind := self._progress.lagging(record.partition, state.watermark)):
             self._metrics.evaluations_deferred.labels(waiting_for=behind[0]).inc()
+            self._deferred[record.partition][event.customer_id] = _Deferred(
+                event, record, state.watermark, time.monotonic()
+            )
+            if len(self._deferred[record.partition]) > _MAX_DEFERRED_PER_PARTITION:
+                oldest = next(iter(self._deferred[record.partition]))  # dicts keep insertion order
+                del self._deferred[record.partition][oldest]
+                self._metrics.evaluations_deferred_dropped.inc()
             return
+        self._deferred[record.partition].pop(event.customer_id, None)  # this evaluation supersedes it
+        await self._alert(event, record, state.watermark, state)
+
+    async def sweep_deferred(self) -> None:
+        """Run the deferred evaluations that are due, on every partition (called from a timer, so a
+        quiet partition does not keep them waiting)."""
+        async with self._lock:
+            for partition in list(self._deferred):
+                await self._evaluate_caught_up(partition)
+
+    async def _evaluate_caught_up(self, partition: int) -> None:
+        """Evaluate the customers whose evaluation waited for another input, once it has caught up
+        (or once they waited ``max_defer``: an evaluation on what is there beats none).
+
+        Their own events may all have been read already, so nothing else would evaluate them."""
+        pending = self._deferred.get(partition)
+        if not pending or self._progress is None:
+            return
+        complete_until = self._progress.complete_until(partition)
+        ready = []
+        for deferred in pending.values():
+            if complete_until is not None and deferred.watermark <= complete_until:
+                ready.append(deferred)
+            elif time.monotonic() - deferred.since > self._max_defer:
+                behind = self._progress.lagging(partition, deferred.watermark)
+                self._metrics.evaluations_deferred_expired.labels(waiting_for=behind[0] if behind else "?").inc()
+                log.warning(
+                    "evaluation of customer %s waited %.0fs for %s; evaluating with what is there (%s)",
+                    deferred.event.customer_id, self._max_defer, ", ".join(behind),
+                    self._progress.describe(partition),
+                )  # fmt: skip
+                ready.append(deferred)
+        for deferred in ready:
+            del pending[deferred.event.customer_id]
+            state = await self._retrying("read", partial(self._store.read, deferred.event.customer_id))
+            if state.watermark is not None:
+                await self._alert(deferred.event, deferred.record, state.watermark, state)
+
+    async def _alert(self, event: EventBase, record: SourceRecord, now: datetime, state: CustomerState) -> None:
         rule_set = self._rules()
         for rule in rule_set.enabled:
             self._metrics.rule_evaluations.labels(rule=rule.id).inc()
         stale = self._alert_max_lag is not None and self._clock() - now > self._alert_max_lag
-        for finding in evaluate(rule_set.enabled, update.state, now):
+        for finding in evaluate(rule_set.enabled, state, now):
             if stale:
                 self._metrics.alerts_suppressed.labels(rule=finding.rule_id, reason="stale").inc()
             else:

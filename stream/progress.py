@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 Highwater = Callable[[str, int], int | None]
 """(topic, partition) -> offset of the next message the broker will write, None if not fetched yet."""
@@ -43,6 +43,22 @@ class InputProgress:
         if event_time is not None and (seen.stream_time is None or event_time > seen.stream_time):
             seen.stream_time = event_time
 
+    def complete_until(self, partition: int) -> datetime | None:
+        """Up to which event time every input of ``partition`` is known to be read (None: not even the
+        earliest; ``datetime.max`` when nothing is unread). ``lagging(p, at)`` is empty exactly when
+        ``at <= complete_until(p)``; computed once, it checks many waiting evaluations cheaply."""
+        until = datetime.max.replace(tzinfo=UTC)
+        for topic in self._topics:
+            highwater = self._highwater(topic, partition)
+            seen = self._seen.get((topic, partition))
+            if highwater is None:
+                return None
+            if seen is not None and seen.next_offset < highwater:
+                if seen.stream_time is None:
+                    return None
+                until = min(until, seen.stream_time + self._tolerance)
+        return until
+
     def lagging(self, partition: int, at: datetime) -> list[str]:
         """Input topics whose partition ``partition`` may still hold events from before ``at``."""
         behind = []
@@ -58,3 +74,14 @@ class InputProgress:
             ):
                 behind.append(topic)
         return behind
+
+    def describe(self, partition: int) -> str:
+        """Where each input of a partition stands (for logs)."""
+        parts = []
+        for topic in self._topics:
+            seen = self._seen.get((topic, partition))
+            parts.append(
+                f"{topic}[{partition}] read to {seen.next_offset if seen else '-'} of "
+                f"{self._highwater(topic, partition)}, at {seen.stream_time if seen else '-'}"
+            )
+        return "; ".join(parts)

@@ -4,7 +4,7 @@ Pure (no Redis calls), so the field layout is unit-tested without a server. The 
 ``wm`` latest event time (ms); ``p`` JSON ``{day: [purchases, cents]}`` per UTC day number;
 ``fp``/``lp`` first/last purchase (ms); ``pn``/``ps`` lifetime count and cents;
 ``i:<kind>`` JSON ``{day: count}``; ``li`` last interaction (ms); ``f:<kind>`` JSON
-``[[ms, score], ...]`` oldest first; ``sg`` segment of the latest event that had one;
+``[[ms, score], ...]`` oldest first; ``sg``/``sgt`` segment of the newest event that had one, and its time;
 ``a:<rule>`` alert claims; ``pd`` last day the series were pruned.
 """
 

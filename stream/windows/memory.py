@@ -12,9 +12,9 @@ and compares every outcome and state. Step by step, as in the script:
    after the touched series is pruned to the horizon; survey answers are kept in event-time order,
    the last ``feedback_history`` per kind; lifetime count and spend, first/last purchase and last
    interaction follow every accepted event;
-4. the watermark only moves forward, the segment comes from the newest event carrying one (a later
-   arrival with the same time wins), and on the first event of a new watermark day every series is
-   pruned to the horizon.
+4. the watermark only moves forward, the segment comes from the newest event carrying one, by event
+   time (a later arrival with the same time wins), and on the first event of a new watermark day
+   every series is pruned to the horizon.
 
 The state is read through :func:`stream.windows.codec.state_from_hash`, the decoder the Redis store
 uses, from the same fields the script writes. Wall-clock expiries (``dedupe_ttl``, ``idle_ttl``)
@@ -55,6 +55,7 @@ class _Customer:
     ps: int = 0
     li: int = 0
     sg: str | None = None
+    sgt: int = 0
     pd: int = 0
 
     def fields(self) -> dict[str, str]:
@@ -66,7 +67,7 @@ class _Customer:
             out[f"i:{kind}"] = json.dumps({str(d): n for d, n in series.items()})
         for kind, answers in self.feedback.items():
             out[f"f:{kind}"] = json.dumps([list(a) for a in answers])
-        for name in ("wm", "fp", "lp", "pn", "ps", "li", "pd"):
+        for name in ("wm", "fp", "lp", "pn", "ps", "li", "pd", "sgt"):
             value: int = getattr(self, name)
             if value:  # the decoder reads an absent scalar as 0 / None, as it reads a 0
                 out[name] = str(value)
@@ -135,8 +136,8 @@ class MemoryWindows:
         else:  # pragma: no cover - the event union is closed
             raise TypeError(f"unknown event type {type(event).__name__}")
 
-        if t >= c.wm and event.segment:
-            c.sg = event.segment
+        if event.segment and t >= c.sgt:
+            c.sg, c.sgt = event.segment, t
         c.wm = new_wm
         wm_day = new_wm // DAY_MS
         if c.pd < wm_day:

@@ -91,9 +91,12 @@ elseif stream == 'f' then
   redis.call('HSET', state, field, cjson.encode(answers))
 end
 
--- 4. Advance the watermark (and take the segment of the newest event that has one); once per new
---    day, prune the series this event did not touch.
-if t >= wm and ARGV[6] ~= '' then redis.call('HSET', state, 'sg', ARGV[6]) end
+-- 4. Take the segment of the newest event that carries one (its time kept in 'sgt', so an older
+--    event arriving late does not overwrite it); advance the watermark; once per new day, prune
+--    the series this event did not touch.
+if ARGV[6] ~= '' and t >= tonumber(redis.call('HGET', state, 'sgt') or '0') then
+  redis.call('HSET', state, 'sg', ARGV[6], 'sgt', ARGV[2])
+end
 if t > wm then redis.call('HSET', state, 'wm', ARGV[2]) end
 local wm_day = math.floor(new_wm / day_ms)
 if tonumber(redis.call('HGET', state, 'pd') or '0') < wm_day then

@@ -86,6 +86,10 @@ def deploy(local_stack: StackInfo, log_dir: Path, env: Mapping[str, str] | None 
         }
         try:
             with running_worker(local_stack, env=worker_env, output=log) as worker:
-                yield Deployment(local_stack, topics, worker, slack, log)
+                try:
+                    yield Deployment(local_stack, topics, worker, slack, log)
+                finally:  # the worker's own counters, for whoever reads a failing test's output
+                    counters = [ln for ln in worker.get("/metrics").splitlines() if ln.startswith("churnwatch_")]
+                    print("\n".join(ln for ln in counters if "_total{" in ln))
         finally:
             print(log.read_text()[-3000:])

@@ -17,8 +17,9 @@ from stream.events import EventBase
 from stream.localstack import StackInfo
 from stream.metrics import Metrics
 from stream.processor import EventProcessor
+from stream.progress import InputProgress
 from stream.windows.store import RedisWindowStore, UpdateOutcome, WindowPolicy
-from tests.events_factory import feedback, interaction, unique_customer, weekly_purchases, wire
+from tests.events_factory import feedback, interaction, purchase, unique_customer, weekly_purchases, wire
 from tests.fakes import RecordingDeadLetters, RecordingPublisher
 
 DEFAULT_RULES = Path(__file__).resolve().parents[2] / "rules" / "defaults"
@@ -32,11 +33,11 @@ class SimulatedCrash(BaseException):
 
 
 class Harness:
-    def __init__(self, redis: Redis, rules: RuleSet) -> None:
+    def __init__(self, redis: Redis, rules: RuleSet, progress: InputProgress | None = None) -> None:
         self.publisher = RecordingPublisher()
         self.dead = RecordingDeadLetters()
         self.metrics = Metrics(CollectorRegistry())
-        self.offset = 0
+        self.offsets: dict[str, int] = {}
         self.processor = EventProcessor(
             stream_kinds=KINDS,
             store=RedisWindowStore(
@@ -47,11 +48,13 @@ class Harness:
             dead_letters=self.dead,
             metrics=self.metrics,
             decode_policy=DecodePolicy(max_message_bytes=8192, max_future_skew=timedelta(hours=1), currency="USD"),
+            progress=progress,
         )
 
     def record(self, event: EventBase) -> SourceRecord:
-        self.offset += 1
-        return SourceRecord(TOPIC_OF[type(event).__name__], 0, self.offset, event.customer_id.encode(), wire(event))
+        topic = TOPIC_OF[type(event).__name__]
+        offset = self.offsets[topic] = self.offsets.get(topic, -1) + 1
+        return SourceRecord(topic, 0, offset, event.customer_id.encode(), wire(event))
 
     async def feed(self, events: list[EventBase]) -> list[UpdateOutcome | None]:
         return [await self.processor.process(self.record(e)) for e in events]
@@ -194,3 +197,24 @@ async def test_scope_limits_a_rule_to_matching_customers(redis: Redis, tmp_path:
     vip, regular = unique_customer("vip"), unique_customer("regular")
     await harness.feed([feedback(vip, NOW, 2, segment="vip"), feedback(regular, NOW, 2, segment="smb")])
     assert [a.customer_id for a in harness.publisher.alerts] == [vip]
+
+
+async def test_evaluation_waits_for_a_lagging_input_then_happens_without_another_event(redis: Redis) -> None:
+    """Today's detractor answer is read before the customer's purchases (another topic, behind):
+    the evaluation waits, and runs once the purchases are read, though no later event comes."""
+    cid = unique_customer("deferred")
+    purchases = [*weekly_purchases(cid, NOW, 119, 40), purchase(unique_customer("other"), NOW - timedelta(days=50))]
+    highwaters = {"p": len(purchases), "i": 0, "f": 1}
+    progress = InputProgress(("p", "i", "f"), tolerance=timedelta(minutes=10), highwater=lambda t, _: highwaters[t])
+    harness = Harness(redis, load_rule_set(DEFAULT_RULES), progress)
+    await harness.feed(purchases[:1])  # the purchases topic is known to be far behind
+    await harness.feed([feedback(cid, NOW, 3)])
+    assert harness.publisher.alerts == []
+    assert harness.metrics.registry.get_sample_value("churnwatch_evaluations_deferred_total", {"waiting_for": "p"}) == 1
+
+    await harness.feed(purchases[1:-1])
+    assert harness.publisher.alerts == []  # still behind
+    await harness.feed(purchases[-1:])  # another customer's: now caught up, the waiting evaluation runs
+    assert sorted(a.rule_id for a in harness.publisher.alerts) == ["nps-detractor", "purchase-frequency-drop"]
+    (drop,) = [a for a in harness.publisher.alerts if a.rule_id == "purchase-frequency-drop"]
+    assert drop.evidence["baseline_purchases"] == 12

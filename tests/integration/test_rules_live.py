@@ -8,7 +8,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -37,6 +37,17 @@ rules:
     message: "Detractor ({{ score }}/10) who also buys less: {{ recent_purchases }} vs {{ expected_purchases }}."
 """
 
+HEALTH_RULE = """
+rules:
+  - id: health-drop
+    kind: health_score
+    scope: "segment == 'health-test'"
+    alert_on_bands: [at_risk, critical]
+    max_drop: 30
+    lookback: 7d
+    message: "Health {{ score }} ({{ band }}, was {{ previous_score }} {{ previous_band }}); moved by {{ movers }}"
+"""
+
 HOT_RULE = """
 rules:
   - id: hot-detractor
@@ -57,6 +68,7 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 30) -> N
 def rules_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("rules")
     (path / "custom.yaml").write_text(INITIAL_RULES)
+    (path / "health.yaml").write_text(HEALTH_RULE)
     return path
 
 
@@ -136,3 +148,33 @@ async def test_sighup_reloads_when_watching_is_off(local_stack: StackInfo, tmp_p
         os.kill(running.worker.process.pid, signal.SIGHUP)  # our own child, by its PID
         wait_for(lambda: running.rule_set_version() != initial, "the SIGHUP reload")
         assert running.metric("churnwatch_rules_reload_total", outcome="applied") == 1
+
+
+async def test_health_score_crossing_into_at_risk(deployment: Deployment) -> None:
+    """A regular customer goes quiet this week: the composite score falls from healthy to at risk."""
+    fading, steady = unique_customer("fading"), unique_customer("steady")
+
+    def history(cid: str, purchases_until: int, logins_until: int) -> list:  # type: ignore[type-arg]
+        return [
+            *weekly_purchases(cid, NOW, 119, purchases_until),
+            *(
+                interaction(cid, NOW - timedelta(days=d), segment="health-test")
+                for d in range(119, logins_until - 1, -2)
+            ),
+        ]
+
+    await send(
+        deployment,
+        [
+            *history(fading, 14, 10),
+            feedback(fading, NOW - timedelta(days=40), 8),
+            feedback(fading, NOW - timedelta(days=3), 7),
+            interaction(fading, NOW, "page_view"),
+        ],
+    )
+    await send(deployment, [*history(steady, 0, 0), feedback(steady, NOW - timedelta(days=40), 9)])
+    (alert,) = await deployment.alerts_for(fading, 1)
+    assert alert.rule_id == "health-drop"
+    assert alert.evidence["band"] == "at_risk" and alert.evidence["previous_band"] == "healthy"
+    assert "recency" in str(alert.evidence["movers"])
+    assert await deployment.alerts_for(steady, 1, timeout=3) == []

@@ -151,3 +151,12 @@ async def test_segment_comes_from_the_newest_event_that_has_one(store: RedisWind
     assert (await store.read(cid)).segment == "smb"
     await store.apply(interaction(cid, NOW + timedelta(hours=2), segment="vip"))
     assert (await store.read(cid)).segment == "vip"
+
+
+async def test_segment_survives_an_older_event_arriving_after_a_newer_one_without_segment(
+    store: RedisWindowStore,
+) -> None:
+    cid = unique_customer()
+    await store.apply(interaction(cid, NOW))  # newest, no segment
+    await store.apply(interaction(cid, NOW - timedelta(days=5), segment="vip"))  # older, arrives late
+    assert (await store.read(cid)).segment == "vip"

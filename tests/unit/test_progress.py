@@ -45,3 +45,15 @@ def test_invalid_messages_still_advance_the_offset() -> None:
     progress.observe("feedback", 2, 0, T0 - timedelta(days=9))
     progress.observe("feedback", 2, 1, None)  # dead-lettered: no event time, but read
     assert progress.lagging(2, T0) == []
+
+
+def test_complete_until_agrees_with_lagging() -> None:
+    progress = tracker({("purchases", 0): 100, ("interactions", 0): 5, ("feedback", 0): 0})
+    progress.observe("purchases", 0, 10, T0 - timedelta(days=3))
+    progress.observe("interactions", 0, 4, T0)
+    until = progress.complete_until(0)
+    assert until == T0 - timedelta(days=3) + timedelta(minutes=10)
+    for at in (until - timedelta(seconds=1), until, until + timedelta(seconds=1)):
+        assert (progress.lagging(0, at) == []) is (at <= until)
+    assert tracker({("feedback", 1): None}).complete_until(1) is None
+    assert tracker({}).complete_until(3) is not None  # nothing unread anywhere
