@@ -26,6 +26,10 @@ class Alert(BaseModel):
     severity: Severity
     message: str = Field(description="Rendered from the rule's message template")
     evidence: dict[str, EvidenceValue] = Field(description="The numbers that fired the rule")
+    customer: dict[str, EvidenceValue] = Field(
+        default_factory=dict,
+        description="Who the customer is: lifetime spend and purchases, segment (to rank and route alerts)",
+    )
     evaluated_at: AwareDatetime = Field(description="Event time the rule was evaluated at")
     detected_at: AwareDatetime = Field(description="Wall-clock time the worker fired it")
     trigger_event_id: str
@@ -42,6 +46,7 @@ class Alert(BaseModel):
             severity=finding.severity,
             message=finding.message,
             evidence=dict(finding.evidence),
+            customer=dict(finding.customer),
             evaluated_at=finding.evaluated_at,
             detected_at=detected_at,
             trigger_event_id=trigger_event_id,

@@ -42,6 +42,20 @@ _EMOJI = {
 }
 
 
+_CUSTOMER_FIELDS = (
+    ("lifetime_spend", "Lifetime spend"),
+    ("lifetime_purchases", "Lifetime purchases"),
+    ("segment", "Segment"),
+)
+
+
+def _customer_fields(alert: Alert) -> list[tuple[str, EvidenceValue]]:
+    """Who the customer is, so support can rank alerts by value (CLV) and route them."""
+    return [
+        (label, alert.customer[key]) for key, label in _CUSTOMER_FIELDS if alert.customer.get(key) not in (None, "")
+    ]
+
+
 def slack_blocks(alert: Alert) -> dict[str, Any]:
     """The incoming-webhook payload (``text`` + ``blocks``) for one alert."""
     customer = escape(alert.customer_id) or "-"
@@ -66,6 +80,7 @@ def slack_blocks(alert: Alert) -> dict[str, Any]:
                 _field("Rule", rule),
                 _field("Severity", severity),
                 _field("Evaluated at", _when(alert.evaluated_at)),
+                *(_field(label, escape(format_value(value))) for label, value in _customer_fields(alert)),
             ][:FIELDS_MAX],
         },
     ]

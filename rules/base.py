@@ -164,3 +164,5 @@ class Finding:
     evidence: Mapping[str, EvidenceValue]
     cooldown: timedelta
     episode: str | None = None
+    customer: Mapping[str, EvidenceValue] = field(default_factory=dict)
+    """Context about the customer (lifetime value, segment), whatever the rule."""

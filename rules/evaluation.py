@@ -12,6 +12,9 @@ from rules.context import EvaluationContext
 from rules.state import CustomerState
 from rules.templates import render
 
+CUSTOMER_CONTEXT = ("lifetime_spend", "lifetime_purchases", "segment", "days_since_last_purchase")
+"""Aggregates every alert carries about its customer, so people can rank and route it."""
+
 
 @dataclass(frozen=True)
 class Explanation:
@@ -52,6 +55,7 @@ def _finding(rule: RuleBase, ctx: EvaluationContext, verdict: Verdict) -> Findin
         evidence=verdict.evidence,
         cooldown=rule.cooldown,
         episode=verdict.episode,
+        customer={name: evidence_value(ctx.aggregates[name]) for name in CUSTOMER_CONTEXT},
     )
 
 

@@ -92,6 +92,7 @@ async def test_fading_customer_alerts_once_with_evidence(harness: Harness) -> No
     assert alert.customer_id == cid and alert.rule_id == "purchase-frequency-drop"
     assert alert.evidence["recent_purchases"] == 0 and alert.evidence["baseline_purchases"] == 12
     assert "0 purchases in the last 30 days against a usual 4.0" in alert.message
+    assert alert.customer["lifetime_purchases"] == 12 and alert.customer["lifetime_spend"] == 240.0
     await harness.feed([interaction(cid, NOW + timedelta(minutes=5))])  # still fading: cooldown holds
     assert len(harness.publisher.alerts) == 1
 

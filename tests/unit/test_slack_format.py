@@ -178,3 +178,19 @@ def test_truncate_keeps_short_text_and_marks_cuts() -> None:
     assert truncate("short", 10) == "short"
     assert truncate("0123456789abc", 10) == "012345678…"
     assert truncate("abcdef&amp;xyz", 9) == "abcdef…"
+
+
+def test_customer_value_and_segment_are_shown_when_known() -> None:
+    from datetime import UTC, datetime
+
+    from alerts.model import Alert
+
+    alert = Alert(
+        alert_id="a1", customer_id="cust-9", rule_id="r", severity="warning", message="m", evidence={},
+        customer={"lifetime_spend": 1234.5, "lifetime_purchases": 17.0, "segment": "", "days_since_last_purchase": None},
+        evaluated_at=datetime(2026, 1, 1, tzinfo=UTC), detected_at=datetime(2026, 1, 1, tzinfo=UTC),
+        trigger_event_id="e", trigger_topic="t",
+    )  # fmt: skip
+    fields = [f["text"] for b in slack_blocks(alert)["blocks"] for f in b.get("fields", [])]
+    assert "*Lifetime spend*\n1234.5" in fields and "*Lifetime purchases*\n17" in fields[-1] + fields[-2]
+    assert not any("Segment" in f for f in fields)  # empty: not shown
