@@ -187,7 +187,7 @@ def test_customer_value_and_segment_are_shown_when_known() -> None:
 
     alert = Alert(
         alert_id="a1", customer_id="cust-9", rule_id="r", severity="warning", message="m", evidence={},
-        customer={"lifetime_spend": 1234.5, "lifetime_purchases": 17.0, "segment": "", "days_since_last_purchase": None},
+        customer={"lifetime_spend": 1234.5, "lifetime_purchases": 17.0, "segment": ""},
         evaluated_at=datetime(2026, 1, 1, tzinfo=UTC), detected_at=datetime(2026, 1, 1, tzinfo=UTC),
         trigger_event_id="e", trigger_topic="t",
     )  # fmt: skip
