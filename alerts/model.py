@@ -12,15 +12,15 @@ from rules.base import EvidenceValue, Finding, Severity
 _ALERT_NAMESPACE = uuid.UUID("6f1c1d2e-7a43-4a55-9d0c-2b1d8f0c9e11")
 
 
-def alert_id_for(customer_id: str, rule_id: str, trigger_event_id: str) -> str:
-    """Deterministic: a redelivered event yields the same id, so sinks can drop the copy."""
-    return str(uuid.uuid5(_ALERT_NAMESPACE, f"{customer_id}\x1f{rule_id}\x1f{trigger_event_id}"))
+def alert_id_for(customer_id: str, rule_id: str, claim_key: str) -> str:
+    """Deterministic: an alert published again (after a crash) keeps its id, so sinks drop the copy."""
+    return str(uuid.uuid5(_ALERT_NAMESPACE, f"{customer_id}\x1f{rule_id}\x1f{claim_key}"))
 
 
 class Alert(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    alert_id: str = Field(description="Stable id: same customer, rule and triggering event give the same id")
+    alert_id: str = Field(description="Stable id: the same claim (customer, rule, triggering event) gives the same id")
     customer_id: str
     rule_id: str
     severity: Severity
@@ -37,10 +37,10 @@ class Alert(BaseModel):
 
     @classmethod
     def from_finding(
-        cls, finding: Finding, *, trigger_event_id: str, trigger_topic: str, detected_at: datetime
+        cls, finding: Finding, *, claim_key: str, trigger_event_id: str, trigger_topic: str, detected_at: datetime
     ) -> Alert:
         return cls(
-            alert_id=alert_id_for(finding.customer_id, finding.rule_id, trigger_event_id),
+            alert_id=alert_id_for(finding.customer_id, finding.rule_id, claim_key),
             customer_id=finding.customer_id,
             rule_id=finding.rule_id,
             severity=finding.severity,

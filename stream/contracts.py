@@ -9,7 +9,7 @@ from typing import Protocol
 from alerts.model import Alert
 from rules.state import CustomerState
 from stream.events import EventBase
-from stream.windows.store import ClaimOutcome, WindowUpdate
+from stream.windows.store import Claim, WindowUpdate
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,9 @@ class WindowStore(Protocol):
         cooldown: timedelta,
         event_id: str,
         episode: str | None,
-    ) -> ClaimOutcome: ...
+    ) -> Claim: ...
 
-    async def confirm_published(self, *, customer_id: str, rule_id: str, event_id: str) -> None: ...
+    async def confirm_published(self, *, customer_id: str, rule_id: str, claim_key: str) -> None: ...
 
 
 class AlertPublisher(Protocol):

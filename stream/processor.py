@@ -225,10 +225,16 @@ class EventProcessor:
                 episode=finding.episode,
             ),
         )
-        if not claim.should_send:
-            self._metrics.alerts_suppressed.labels(rule=finding.rule_id, reason=claim.value).inc()
+        if not claim.outcome.should_send:
+            self._metrics.alerts_suppressed.labels(rule=finding.rule_id, reason=claim.outcome.value).inc()
             return
-        if shadow:
+        if shadow:  # nothing to publish: the claim is settled at once
+            await self._retrying(
+                "confirm",
+                lambda: self._store.confirm_published(
+                    customer_id=finding.customer_id, rule_id=ledger_id, claim_key=claim.key
+                ),
+            )
             self._metrics.alerts_fired.labels(
                 rule=finding.rule_id, severity=finding.severity.value, mode="shadow"
             ).inc()
@@ -237,13 +243,17 @@ class EventProcessor:
             )
             return
         alert = Alert.from_finding(
-            finding, trigger_event_id=event.event_id, trigger_topic=topic, detected_at=self._clock()
+            finding,
+            claim_key=claim.key,
+            trigger_event_id=event.event_id,
+            trigger_topic=topic,
+            detected_at=self._clock(),
         )
         await self._retrying("publish", lambda: self._publisher.publish(alert), retry_on=_PUBLISH_ERRORS)
         await self._retrying(
             "confirm",
             lambda: self._store.confirm_published(
-                customer_id=finding.customer_id, rule_id=finding.rule_id, event_id=event.event_id
+                customer_id=finding.customer_id, rule_id=finding.rule_id, claim_key=claim.key
             ),
         )
         self._metrics.alerts_fired.labels(rule=finding.rule_id, severity=finding.severity.value, mode="active").inc()

@@ -55,6 +55,14 @@ class ClaimOutcome(StrEnum):
         return self in (ClaimOutcome.CLAIMED, ClaimOutcome.RECLAIMED)
 
 
+@dataclass(frozen=True)
+class Claim:
+    outcome: ClaimOutcome
+    key: str
+    """Identifies the claim (a digest of the event that made it): the alert's id derives from it, so
+    an alert published again after a crash keeps its id and sinks can drop the copy."""
+
+
 def _script(name: str) -> str:
     return (files("stream.windows") / name).read_text()
 
@@ -123,7 +131,7 @@ class RedisWindowStore:
         cooldown: timedelta,
         event_id: str,
         episode: str | None,
-    ) -> ClaimOutcome:
+    ) -> Claim:
         reply = await self._claim(
             keys=[keys.customer_state(customer_id)],
             args=[
@@ -134,10 +142,11 @@ class RedisWindowStore:
                 episode or "",
             ],
         )
-        return ClaimOutcome(_str(reply))
+        outcome, key = reply
+        return Claim(ClaimOutcome(_str(outcome)), _str(key))
 
-    async def confirm_published(self, *, customer_id: str, rule_id: str, event_id: str) -> None:
-        await self._published(keys=[keys.customer_state(customer_id)], args=[rule_id, _digest(event_id)])
+    async def confirm_published(self, *, customer_id: str, rule_id: str, claim_key: str) -> None:
+        await self._published(keys=[keys.customer_state(customer_id)], args=[rule_id, claim_key])
 
     async def already_delivered(self, customer_id: str, alert_id: str, sink: str) -> bool:
         return bool(await self._redis.exists(keys.delivered(customer_id, alert_id, sink)))

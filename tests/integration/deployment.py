@@ -29,6 +29,8 @@ class Deployment:
     worker: WorkerProcess
     slack: ThreadedReceiver
     log: Path
+    env: Mapping[str, str]
+    """The worker's environment: another worker started with it joins the same group and topics."""
 
     def metric(self, name: str, **labels: str) -> float:
         """One sample of the worker's /metrics (0 if absent)."""
@@ -87,9 +89,10 @@ def deploy(local_stack: StackInfo, log_dir: Path, env: Mapping[str, str] | None 
         try:
             with running_worker(local_stack, env=worker_env, output=log) as worker:
                 try:
-                    yield Deployment(local_stack, topics, worker, slack, log)
+                    yield Deployment(local_stack, topics, worker, slack, log, worker_env)
                 finally:  # the worker's own counters, for whoever reads a failing test's output
-                    counters = [ln for ln in worker.get("/metrics").splitlines() if ln.startswith("churnwatch_")]
-                    print("\n".join(ln for ln in counters if "_total{" in ln))
+                    if worker.process.poll() is None:
+                        counters = [ln for ln in worker.get("/metrics").splitlines() if ln.startswith("churnwatch_")]
+                        print("\n".join(ln for ln in counters if "_total{" in ln))
         finally:
             print(log.read_text()[-3000:])

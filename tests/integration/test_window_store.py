@@ -12,7 +12,7 @@ from rules.state import day_number
 from stream.events import EventBase
 from stream.localstack import StackInfo
 from stream.windows import keys
-from stream.windows.store import ClaimOutcome, RedisWindowStore, UpdateOutcome, WindowPolicy
+from stream.windows.store import Claim, ClaimOutcome, RedisWindowStore, UpdateOutcome, WindowPolicy
 from tests.events_factory import feedback, interaction, purchase, unique_customer
 
 NOW = datetime(2026, 6, 30, 12, tzinfo=UTC)
@@ -101,19 +101,27 @@ async def test_batch_is_one_pipeline_with_the_same_semantics(store: RedisWindowS
 async def test_alert_claims(store: RedisWindowStore) -> None:
     cid = unique_customer()
 
-    async def claim(at: datetime, event_id: str, episode: str | None = None) -> ClaimOutcome:
+    async def claim(at: datetime, event_id: str, episode: str | None = None) -> Claim:
         return await store.claim_alert(
             customer_id=cid, rule_id="r", at=at, cooldown=timedelta(days=7), event_id=event_id, episode=episode
         )
 
-    assert await claim(NOW, "e1") is ClaimOutcome.CLAIMED
-    assert await claim(NOW, "e1") is ClaimOutcome.RECLAIMED  # redelivery before publication confirmed
-    await store.confirm_published(customer_id=cid, rule_id="r", event_id="e1")
-    assert await claim(NOW, "e1") is ClaimOutcome.PUBLISHED
-    assert await claim(NOW + timedelta(days=3), "e2") is ClaimOutcome.COOLDOWN
-    assert await claim(NOW + timedelta(days=8), "e3", "ep") is ClaimOutcome.CLAIMED
-    assert await claim(NOW + timedelta(days=30), "e4", "ep") is ClaimOutcome.EPISODE
-    assert await claim(NOW + timedelta(days=30), "e|5", "other") is ClaimOutcome.CLAIMED
+    async def confirm(key: str) -> None:
+        await store.confirm_published(customer_id=cid, rule_id="r", claim_key=key)
+
+    first = await claim(NOW, "e1")
+    assert first.outcome is ClaimOutcome.CLAIMED
+    # Not confirmed (a crash before publishing): any later evaluation sends it again, same key.
+    assert await claim(NOW, "e1") == Claim(ClaimOutcome.RECLAIMED, first.key)
+    assert await claim(NOW + timedelta(hours=1), "e9") == Claim(ClaimOutcome.RECLAIMED, first.key)
+    await confirm(first.key)
+    assert (await claim(NOW, "e1")).outcome is ClaimOutcome.PUBLISHED  # a redelivery after publishing
+    assert (await claim(NOW + timedelta(days=3), "e2")).outcome is ClaimOutcome.COOLDOWN
+    later = await claim(NOW + timedelta(days=8), "e3", "ep")
+    assert later.outcome is ClaimOutcome.CLAIMED and later.key != first.key
+    await confirm(later.key)
+    assert (await claim(NOW + timedelta(days=30), "e4", "ep")).outcome is ClaimOutcome.EPISODE
+    assert (await claim(NOW + timedelta(days=30), "e|5", "other")).outcome is ClaimOutcome.CLAIMED
 
 
 async def test_memory_per_customer_is_bounded(store: RedisWindowStore, redis: Redis) -> None:
