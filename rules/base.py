@@ -26,11 +26,16 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
 
 def parse_duration(value: Any) -> Any:
-    """Accept ``"90s"``, ``"30m"``, ``"12h"``, ``"7d"``, ``"2w"`` or plain seconds, as people write them."""
+    """Accept ``"90s"``, ``"30m"``, ``"12h"``, ``"7d"``, ``"2w"``, plain seconds (``30``, ``"30"``) or
+    ISO 8601 (``"P7D"``), as people write them."""
     if isinstance(value, str):
+        if re.fullmatch(r"\s*\d+(\.\d+)?\s*", value):
+            return timedelta(seconds=float(value))
+        if value.strip().startswith("P"):
+            return value  # ISO 8601: pydantic parses it
         match = _DURATION.match(value)
         if not match:
-            raise ValueError(f"{value!r} is not a duration; write e.g. '30m', '12h', '7d' or '2w'")
+            raise ValueError(f"{value!r} is not a duration; write e.g. '30s', '10m', '12h', '7d' or '2w'")
         return timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
     if isinstance(value, int | float) and not isinstance(value, bool):
         return timedelta(seconds=value)

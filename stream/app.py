@@ -93,6 +93,7 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
         web_host=settings.web_host,
         web_port=settings.web_port,
         producer_acks=-1,
+        broker_session_timeout=settings.kafka_session_timeout.total_seconds(),
         consumer_auto_offset_reset="earliest",
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replicas,
@@ -125,6 +126,7 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
             currency=settings.currency,
         ),
         alert_max_lag=settings.alert_max_lag,
+        evaluation_delay=settings.evaluation_delay,
         progress=InputProgress(topics.events, tolerance=settings.input_skew_tolerance, highwater=_highwater_of(app)),
     )
     dispatcher = AlertDispatcher(
@@ -178,7 +180,7 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
             return web.json({"status": "redis unavailable", "error": type(exc).__name__}, status=503)
         return web.json({"status": "ready", "rule_set": active().version})
 
-    @app.timer(1.0)  # type: ignore[untyped-decorator]  # faust does not type its decorators
+    @app.timer(0.25)  # type: ignore[untyped-decorator]  # faust does not type its decorators
     async def run_deferred_evaluations() -> None:
         await processor.sweep_deferred()
 

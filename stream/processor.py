@@ -15,9 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TypeVar
@@ -34,7 +32,7 @@ from rules.ruleset import RuleSet
 from rules.state import CustomerState
 from stream.contracts import AlertPublisher, DeadLetterSink, SourceRecord, WindowStore
 from stream.decoding import DecodePolicy, Rejection, decode_event
-from stream.events import EventBase
+from stream.evaluation_queue import EvaluationQueue, Trigger
 from stream.metrics import Metrics
 from stream.progress import InputProgress
 from stream.windows.store import UpdateOutcome
@@ -45,21 +43,6 @@ T = TypeVar("T")
 _STORE_ERRORS: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
 _PUBLISH_ERRORS: tuple[type[BaseException], ...] = (KafkaError, ConnectionError, OSError, asyncio.TimeoutError)
 Clock = Callable[[], datetime]
-
-
-_MAX_DEFERRED_PER_PARTITION = 100_000
-
-
-@dataclass(frozen=True)
-class _Deferred:
-    """An evaluation waiting for the other inputs of its partition (in memory: after a restart the
-    customer's next event evaluates it)."""
-
-    event: EventBase
-    record: SourceRecord
-    watermark: datetime
-    since: float
-    """Monotonic time it was deferred: it waits at most ``max_defer``."""
 
 
 def _utcnow() -> datetime:
@@ -82,6 +65,7 @@ class EventProcessor:
         alert_max_lag: timedelta | None = None,
         progress: InputProgress | None = None,
         max_defer: timedelta = timedelta(seconds=30),
+        evaluation_delay: timedelta = timedelta(0),
     ) -> None:
         """``stream_kinds`` maps a topic name to its event kind (purchase, interaction, feedback);
         ``rules`` returns the active rule set (it may be swapped between events).
@@ -90,7 +74,9 @@ class EventProcessor:
         None alerts at any age (backtests).
         ``progress`` defers rule evaluation while another input topic is still behind (see
         :mod:`stream.progress`); None evaluates at once (a single input, or tests). A deferred
-        evaluation runs at the latest ``max_defer`` later (see :meth:`sweep_deferred`)."""
+        evaluation runs at the latest ``max_defer`` later (see :meth:`sweep_deferred`).
+        ``evaluation_delay`` holds every evaluation that long, so that events of one customer
+        produced together on different topics are judged together."""
         self._kinds = stream_kinds
         self._store = store
         self._rules = rules
@@ -102,8 +88,13 @@ class EventProcessor:
         self._store_retry_max = store_retry_max_seconds
         self._alert_max_lag = alert_max_lag
         self._progress = progress
-        self._deferred: defaultdict[int, dict[str, _Deferred]] = defaultdict(dict)
-        self._max_defer = max_defer.total_seconds()
+        self._queue = EvaluationQueue(
+            store,
+            metrics,
+            progress=progress,
+            delay_seconds=evaluation_delay.total_seconds(),
+            max_wait_seconds=max_defer.total_seconds(),
+        )
         self._lock = asyncio.Lock()
 
     async def process(self, record: SourceRecord) -> UpdateOutcome | None:
@@ -140,65 +131,41 @@ class EventProcessor:
         if update.outcome is not UpdateOutcome.LATE and update.state.watermark is not None:
             # A duplicate is evaluated again: if its alert was claimed but never confirmed
             # published (a crash in between), this is where it gets published.
-            await self._evaluate_or_defer(decoded, record, update.state)
-        await self._evaluate_caught_up(record.partition)
+            trigger = Trigger(decoded.customer_id, decoded.event_id, record.topic, record.partition)
+            await self._evaluate_or_queue(trigger, update.state)
+        await self._evaluate_due(record.partition)
         self._metrics.event_processing.labels(topic=record.topic).observe(time.perf_counter() - started)
         self._metrics.event_age.labels(topic=record.topic).observe(
             max(0.0, (self._clock() - decoded.occurred_at).total_seconds())
         )
         return update.outcome
 
-    async def _evaluate_or_defer(self, event: EventBase, record: SourceRecord, state: CustomerState) -> None:
+    async def _evaluate_or_queue(self, trigger: Trigger, state: CustomerState) -> None:
         assert state.watermark is not None
-        if self._progress is not None and (behind := self._progress.lagging(record.partition, state.watermark)):
-            self._metrics.evaluations_deferred.labels(waiting_for=behind[0]).inc()
-            self._deferred[record.partition][event.customer_id] = _Deferred(
-                event, record, state.watermark, time.monotonic()
-            )
-            if len(self._deferred[record.partition]) > _MAX_DEFERRED_PER_PARTITION:
-                oldest = next(iter(self._deferred[record.partition]))  # dicts keep insertion order
-                del self._deferred[record.partition][oldest]
-                self._metrics.evaluations_deferred_dropped.inc()
-            return
-        self._deferred[record.partition].pop(event.customer_id, None)  # this evaluation supersedes it
-        await self._alert(event, record, state.watermark, state)
+        if self._queue.must_wait(trigger, state.watermark):
+            await self._retrying("queue", partial(self._queue.add, trigger, state.watermark))
+        else:
+            await self._alert(trigger, state.watermark, state)
 
     async def sweep_deferred(self) -> None:
-        """Run the deferred evaluations that are due, on every partition (called from a timer, so a
-        quiet partition does not keep them waiting)."""
+        """Run the waiting evaluations that are due, on every partition (called from a timer, so a
+        quiet partition does not keep them waiting); first, those a previous worker left behind."""
         async with self._lock:
-            for partition in list(self._deferred):
-                await self._evaluate_caught_up(partition)
+            await self._retrying("recover", self._queue.recover)
+            for partition in self._queue.partitions():
+                await self._evaluate_due(partition)
 
-    async def _evaluate_caught_up(self, partition: int) -> None:
-        """Evaluate the customers whose evaluation waited for another input, once it has caught up
-        (or once they waited ``max_defer``: an evaluation on what is there beats none).
-
-        Their own events may all have been read already, so nothing else would evaluate them."""
-        pending = self._deferred.get(partition)
-        if not pending or self._progress is None:
-            return
-        complete_until = self._progress.complete_until(partition)
-        ready = []
-        for deferred in pending.values():
-            if complete_until is not None and deferred.watermark <= complete_until:
-                ready.append(deferred)
-            elif time.monotonic() - deferred.since > self._max_defer:
-                behind = self._progress.lagging(partition, deferred.watermark)
-                self._metrics.evaluations_deferred_expired.labels(waiting_for=behind[0] if behind else "?").inc()
-                log.warning(
-                    "evaluation of customer %s waited %.0fs for %s; evaluating with what is there (%s)",
-                    deferred.event.customer_id, self._max_defer, ", ".join(behind),
-                    self._progress.describe(partition),
-                )  # fmt: skip
-                ready.append(deferred)
-        for deferred in ready:
-            del pending[deferred.event.customer_id]
-            state = await self._retrying("read", partial(self._store.read, deferred.event.customer_id))
+    async def _evaluate_due(self, partition: int) -> None:
+        """Evaluate the customers whose evaluation waited, on their state as it is now. Their own
+        events may all have been read already, so nothing else would evaluate them."""
+        for waiting in self._queue.take_due(partition):
+            trigger = waiting.trigger
+            state = await self._retrying("read", partial(self._store.read, trigger.customer_id))
             if state.watermark is not None:
-                await self._alert(deferred.event, deferred.record, state.watermark, state)
+                await self._alert(trigger, state.watermark, state)
+            await self._retrying("queue", partial(self._queue.done, trigger))
 
-    async def _alert(self, event: EventBase, record: SourceRecord, now: datetime, state: CustomerState) -> None:
+    async def _alert(self, trigger: Trigger, now: datetime, state: CustomerState) -> None:
         rule_set = self._rules()
         for rule in rule_set.enabled:
             self._metrics.rule_evaluations.labels(rule=rule.id).inc()
@@ -207,9 +174,9 @@ class EventProcessor:
             if stale:
                 self._metrics.alerts_suppressed.labels(rule=finding.rule_id, reason="stale").inc()
             else:
-                await self._claim_and_publish(finding, event, record.topic)
+                await self._claim_and_publish(finding, trigger)
 
-    async def _claim_and_publish(self, finding: Finding, event: EventBase, topic: str) -> None:
+    async def _claim_and_publish(self, finding: Finding, trigger: Trigger) -> None:
         shadow = finding.mode is Mode.SHADOW
         # A shadow rule keeps its own ledger, so its count is what it *would* have sent, cooldowns
         # included, and promoting it to active later starts with a clean slate.
@@ -221,7 +188,7 @@ class EventProcessor:
                 rule_id=ledger_id,
                 at=finding.evaluated_at,
                 cooldown=finding.cooldown,
-                event_id=event.event_id,
+                event_id=trigger.event_id,
                 episode=finding.episode,
             ),
         )
@@ -245,8 +212,8 @@ class EventProcessor:
         alert = Alert.from_finding(
             finding,
             claim_key=claim.key,
-            trigger_event_id=event.event_id,
-            trigger_topic=topic,
+            trigger_event_id=trigger.event_id,
+            trigger_topic=trigger.topic,
             detected_at=self._clock(),
         )
         await self._retrying("publish", lambda: self._publisher.publish(alert), retry_on=_PUBLISH_ERRORS)

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rules.base import Duration
 from stream.events import EVENT_MODELS, EventBase
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules" / "defaults"
@@ -48,6 +49,10 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     redis_url: str = "redis://127.0.0.1:6379/0"
     topics: Topics = Field(default_factory=Topics)
+    kafka_session_timeout: Duration = Field(
+        default=timedelta(seconds=30),
+        description="A worker that stops heartbeating (crashed) loses its partitions to the others after this",
+    )
     topic_partitions: int = Field(default=4, ge=1, description="Partitions for topics churnwatch creates")
     topic_replicas: int = Field(default=1, ge=1, description="Replication factor for topics churnwatch creates")
     rules_dir: Path = DEFAULT_RULES_DIR
@@ -64,31 +69,36 @@ class Settings(BaseSettings):
     def _empty_means_off(cls, value: object) -> object:
         return None if value == "" else value
 
-    retention: timedelta = Field(
+    retention: Duration = Field(
         default=timedelta(days=150),
         description="Event-time horizon kept per customer; older events are dropped as late",
     )
-    dedupe_ttl: timedelta = Field(
+    dedupe_ttl: Duration = Field(
         default=timedelta(days=7), description="How long an event id is remembered to drop redeliveries"
     )
-    idle_ttl: timedelta = Field(
+    idle_ttl: Duration = Field(
         default=timedelta(days=180), description="A customer with no event for this long is forgotten"
     )
-    max_future_skew: timedelta = Field(
+    max_future_skew: Duration = Field(
         default=timedelta(hours=24), description="Events timed further ahead of the wall clock are invalid"
     )
-    alert_max_lag: timedelta | None = Field(
+    alert_max_lag: Duration | None = Field(
         default=timedelta(days=2),
         description="Rules firing at an event time older than this (replayed history) are counted, not alerted; "
         "unset (empty) for backtests",
     )
-    input_skew_tolerance: timedelta = Field(
+    input_skew_tolerance: Duration = Field(
         default=timedelta(minutes=10),
         description="Rules wait while another input topic is further behind than this and still has unread events",
+    )
+    evaluation_delay: Duration = Field(
+        default=timedelta(0),
+        description="Rules judge a customer this long after their event, on everything that arrived meanwhile "
+        "(set a few seconds when producers send one customer's streams with some skew)",
     )
     max_message_bytes: int = Field(default=64 * 1024, description="Larger messages are dead-lettered")
     feedback_history: int = Field(default=10, ge=2, le=100, description="Survey answers kept per kind")
 
     delivery_attempts: int = Field(default=6, ge=1, description="Tries per alert and sink before giving up")
-    delivery_backoff_max: timedelta = Field(default=timedelta(seconds=30))
+    delivery_backoff_max: Duration = Field(default=timedelta(seconds=30))
     slack_messages_per_second: float = Field(default=1.0, gt=0, description="Slack's webhook limit")

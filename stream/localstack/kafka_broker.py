@@ -159,12 +159,13 @@ def format_storage(libs: Path, config: Path, *, kafka_dir: Path, log_path: Path)
     """Write meta.properties / bootstrap checkpoint into log.dirs (KRaft needs this once)."""
     cluster_id = new_cluster_id()
     cmd = java_cmd(
-        libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config),
+        # "--cluster-id=<id>", not "-t <id>": an id starting with '-' would read as an option.
+        libs, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config),
         stack_marker_dir=kafka_dir,
     )  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=kafka_dir)
     with open(log_path, "a") as handle:
-        handle.write(f"$ kafka.tools.StorageTool format -t {cluster_id}\n{proc.stdout}{proc.stderr}")
+        handle.write(f"$ kafka.tools.StorageTool format --cluster-id={cluster_id}\n{proc.stdout}{proc.stderr}")
     if proc.returncode != 0:
         raise KafkaStartError(f"kafka storage format failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
 

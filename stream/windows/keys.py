@@ -27,3 +27,15 @@ def seen_event(customer_id: str, event_id: str) -> str:
 def delivered(customer_id: str, alert_id: str, sink: str) -> str:
     """Notification log entry: this alert already reached this sink."""
     return f"{PREFIX}:{_tag(customer_id)}:sent:{alert_id}:{sink}"
+
+
+def pending_index() -> str:
+    """Sorted set of customers with an evaluation waiting (score: when it was queued, epoch ms).
+
+    Global, not per customer: a worker that starts must find them without scanning every key."""
+    return f"{PREFIX}:pending"
+
+
+def pending_triggers() -> str:
+    """Hash: customer id -> what triggered their waiting evaluation (JSON)."""
+    return f"{PREFIX}:pending:triggers"

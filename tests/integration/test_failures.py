@@ -54,7 +54,8 @@ def wait_for(predicate: object, what: str, timeout: float = 120) -> None:
 
 @pytest.fixture
 def deployment(local_stack: StackInfo, tmp_path: Path) -> Iterator[Deployment]:
-    with deploy(local_stack, tmp_path) as running:
+    # A crashed worker keeps its partitions until its session times out: keep that short here.
+    with deploy(local_stack, tmp_path, {"CHURNWATCH_KAFKA_SESSION_TIMEOUT": "8"}) as running:
         yield running
 
 
@@ -82,17 +83,17 @@ async def test_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
         # after its last commit arrives again and must be recognised as duplicates.
         redis = SyncRedis.from_url(deployment.stack.redis_url)
 
-        def all_purchases_counted() -> bool:
+        def everything_read() -> bool:  # every customer's last event (a login today) is in
             states = [state_from_hash(c, redis.hgetall(keys.customer_state(c))) for c in purchases]
-            return all(s.lifetime_purchases >= purchases[s.customer_id] for s in states)
+            return all(s.watermark is not None and s.watermark >= NOW for s in states)
 
-        wait_for(all_purchases_counted, "every purchase to be counted")
+        wait_for(everything_read, "the second worker to read everything", timeout=180)
         time.sleep(1)
         for cid, count in purchases.items():
             state = state_from_hash(cid, redis.hgetall(keys.customer_state(cid)))
             assert state.lifetime_purchases == count, cid  # exactly once
         redis.close()
-        assert finished() > 0 or True  # the second worker consumed (possibly only duplicates)
+        assert finished() > 0  # the second worker took over (what it re-read counted as duplicates)
 
         def alerted(records: list) -> set[str]:  # type: ignore[type-arg]
             return {

@@ -212,3 +212,17 @@ def test_jar_cache_redoes_incomplete_download(tmp_path: Path, monkeypatch: pytes
     stamp = marker.stat().st_mtime_ns
     assert ensure_kafka_libs(log=_quiet) == libs
     assert marker.stat().st_mtime_ns == stamp  # second call reused the cache
+
+
+def test_storage_format_accepts_a_cluster_id_starting_with_a_dash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A random base64url id begins with '-' one time in 64; it must not read as an option."""
+    from stream.localstack import kafka_broker
+
+    libs = kafka_broker.ensure_kafka_libs(log=lambda _: None)
+    config = tmp_path / "server.properties"
+    config.write_text(kafka_broker.server_properties(data_dir=tmp_path / "data", port=1, controller_port=2))
+    monkeypatch.setattr(kafka_broker, "new_cluster_id", lambda: "-vnKdLLVSHmSy2TVNiPahg")
+    kafka_broker.format_storage(libs, config, kafka_dir=tmp_path, log_path=tmp_path / "format.log")
+    assert "-vnKdLLVSHmSy2TVNiPahg" in (tmp_path / "data" / "meta.properties").read_text()

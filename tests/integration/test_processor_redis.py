@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,7 +34,9 @@ class SimulatedCrash(BaseException):
 
 
 class Harness:
-    def __init__(self, redis: Redis, rules: RuleSet, progress: InputProgress | None = None) -> None:
+    def __init__(
+        self, redis: Redis, rules: RuleSet, progress: InputProgress | None = None, delay: timedelta = timedelta(0)
+    ) -> None:
         self.publisher = RecordingPublisher()
         self.dead = RecordingDeadLetters()
         self.metrics = Metrics(CollectorRegistry())
@@ -49,6 +52,7 @@ class Harness:
             metrics=self.metrics,
             decode_policy=DecodePolicy(max_message_bytes=8192, max_future_skew=timedelta(hours=1), currency="USD"),
             progress=progress,
+            evaluation_delay=delay,
         )
 
     def record(self, event: EventBase) -> SourceRecord:
@@ -219,3 +223,37 @@ async def test_evaluation_waits_for_a_lagging_input_then_happens_without_another
     assert sorted(a.rule_id for a in harness.publisher.alerts) == ["nps-detractor", "purchase-frequency-drop"]
     (drop,) = [a for a in harness.publisher.alerts if a.rule_id == "purchase-frequency-drop"]
     assert drop.evidence["baseline_purchases"] == 12
+
+
+async def test_evaluation_delay_judges_a_burst_once_on_all_of_it(redis: Redis) -> None:
+    """Events produced together on different topics are judged together, once."""
+    harness = Harness(redis, load_rule_set(DEFAULT_RULES), delay=timedelta(seconds=0.3))
+    cid, events = fading_customer()
+    await harness.feed([*events, feedback(cid, NOW, 3)])
+    await harness.processor.sweep_deferred()
+    assert harness.publisher.alerts == []  # not yet: the delay has not passed
+    await asyncio.sleep(0.35)
+    await harness.processor.sweep_deferred()
+    assert sorted(a.rule_id for a in harness.publisher.alerts) == ["nps-detractor", "purchase-frequency-drop"]
+    evaluations = harness.metrics.registry.get_sample_value(
+        "churnwatch_rule_evaluations_total", {"rule": "purchase-frequency-drop"}
+    )
+    assert evaluations == 1  # 14 events, one evaluation
+
+
+async def test_evaluations_left_waiting_by_a_crashed_worker_run_on_the_next(redis: Redis) -> None:
+    cid = unique_customer("orphan")
+    purchases = weekly_purchases(cid, NOW, 119, 40)
+    lagging = InputProgress(("p", "i", "f"), tolerance=timedelta(minutes=10), highwater=lambda t, _: 10_000)
+    crashed = Harness(redis, load_rule_set(DEFAULT_RULES), lagging)
+    await crashed.feed([*purchases, feedback(cid, NOW, 3)])  # every evaluation waits for 'the rest'
+    assert crashed.publisher.alerts == []
+    # The worker dies here: its in-memory queue is gone, the events behind it are committed.
+
+    caught_up = InputProgress(("p", "i", "f"), tolerance=timedelta(minutes=10), highwater=lambda t, _: 0)
+    successor = Harness(redis, load_rule_set(DEFAULT_RULES), caught_up)
+    await successor.processor.sweep_deferred()
+    mine = sorted(a.rule_id for a in successor.publisher.alerts if a.customer_id == cid)
+    assert mine == ["nps-detractor", "purchase-frequency-drop"]
+    await successor.processor.sweep_deferred()  # done: nothing is left waiting for it
+    assert sorted(a.rule_id for a in successor.publisher.alerts if a.customer_id == cid) == mine

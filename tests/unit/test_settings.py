@@ -31,3 +31,21 @@ def test_topics_map_events_to_their_stream() -> None:
         "churnwatch.interactions": "interaction",
         "churnwatch.feedback": "feedback",
     }
+
+
+@pytest.mark.parametrize(
+    ("written", "seconds"), [("30", 30), ("45s", 45), ("10m", 600), ("12h", 43200), ("P2D", 172800)]
+)
+def test_durations_are_written_as_people_write_them(
+    monkeypatch: pytest.MonkeyPatch, written: str, seconds: int
+) -> None:
+    monkeypatch.setenv("CHURNWATCH_KAFKA_SESSION_TIMEOUT", written)
+    assert Settings().kafka_session_timeout == timedelta(seconds=seconds)
+
+
+def test_a_bad_duration_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("CHURNWATCH_RETENTION", "forever")
+    with pytest.raises(ValidationError, match="not a duration"):
+        Settings()
