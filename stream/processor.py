@@ -2,9 +2,12 @@
 
 Delivery guarantee (Kafka is at-least-once, faust can redeliver after a crash or rebalance):
 - a window update is idempotent (the event id is remembered), so a redelivered event counts once;
-- an alert is claimed in Redis before it is published and confirmed after, so a redelivery
-  re-publishes only an alert whose publication was never confirmed (same ``alert_id``), and
-  otherwise publishes nothing: alerts are at-least-once, duplicates only after a crash in between;
+- an alert is claimed in Redis before it is published and confirmed after; the customer's next
+  evaluation re-publishes a claim never confirmed (a crash in between) under the same ``alert_id``,
+  and a redelivery after confirmation publishes nothing: alerts are at-least-once, a duplicate
+  (same id) only after a crash between publishing and confirming;
+- an evaluation that has to wait (:mod:`stream.evaluation_queue`) is recorded in Redis until it ran,
+  so a crash does not lose it;
 - an invalid message is dead-lettered with its bytes and position and never stops the partition;
 - Redis or the alerts topic being unavailable stalls processing (retried with backoff, counted)
   rather than losing events; any other failure dead-letters the event as ``processing_error``.
