@@ -7,10 +7,11 @@ parallel test runs never share ports or data; it is always downed and purged.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
 from stream.localstack import StackInfo, running_stack, stack_down
 from stream.localstack.processes import pid_alive
@@ -27,6 +28,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if INTEGRATION_DIR in item.path.resolve().parents:
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture
+async def redis(local_stack: StackInfo) -> AsyncIterator[Redis]:
+    """An asyncio client of the stack's redis-server, for one test."""
+    client = Redis.from_url(local_stack.redis_url)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ answers than are kept, segments on some events only, odd amounts (cents rounding
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -27,7 +26,6 @@ from stream.events import (
     PurchaseEvent,
     occurred_epoch_ms,
 )
-from stream.localstack import StackInfo
 from stream.windows.memory import MemoryWindows
 from stream.windows.store import RedisWindowStore, UpdateOutcome, WindowPolicy
 from tests.events_factory import unique_customer
@@ -44,13 +42,6 @@ POLICIES = {
         retention=timedelta(days=12), dedupe_ttl=timedelta(days=7), idle_ttl=timedelta(days=180), feedback_history=2
     ),
 }
-
-
-@pytest.fixture
-async def redis(local_stack: StackInfo) -> AsyncIterator[Redis]:
-    client = Redis.from_url(local_stack.redis_url)
-    yield client
-    await client.aclose()
 
 
 def random_events(rng: random.Random, customers: list[str], count: int, horizon_days: int) -> list[EventBase]:

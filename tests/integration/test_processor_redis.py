@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from rules.ruleset import RuleSet, load_rule_set
 from stream.contracts import SourceRecord
 from stream.decoding import DecodePolicy
 from stream.events import EventBase
-from stream.localstack import StackInfo
 from stream.metrics import Metrics
 from stream.processor import EventProcessor
 from stream.progress import InputProgress
@@ -70,13 +68,6 @@ class Harness:
             )
             or 0.0
         )
-
-
-@pytest.fixture
-async def redis(local_stack: StackInfo) -> AsyncIterator[Redis]:
-    client = Redis.from_url(local_stack.redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,7 +9,6 @@ from redis.asyncio import Redis
 
 from rules.state import day_number
 from stream.events import EventBase
-from stream.localstack import StackInfo
 from stream.windows import keys
 from stream.windows.store import Claim, ClaimOutcome, RedisWindowStore, UpdateOutcome, WindowPolicy
 from tests.events_factory import feedback, interaction, purchase, unique_customer
@@ -19,13 +17,6 @@ NOW = datetime(2026, 6, 30, 12, tzinfo=UTC)
 POLICY = WindowPolicy(
     retention=timedelta(days=150), dedupe_ttl=timedelta(days=7), idle_ttl=timedelta(days=180), feedback_history=5
 )
-
-
-@pytest.fixture
-async def redis(local_stack: StackInfo) -> AsyncIterator[Redis]:
-    client = Redis.from_url(local_stack.redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
