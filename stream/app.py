@@ -24,6 +24,7 @@ from alerts.log_sink import LogNotifier
 from alerts.model import Alert
 from alerts.notifier import Notifier
 from alerts.slack import SlackNotifier
+from alerts.webhook import WebhookNotifier
 from rules.ruleset import RuleSet
 from stream.contracts import SourceRecord
 from stream.decoding import DecodePolicy
@@ -60,6 +61,8 @@ def build_notifiers(settings: Settings) -> list[Notifier]:
         notifiers.append(
             SlackNotifier(settings.slack_webhook_url, messages_per_second=settings.slack_messages_per_second)
         )
+    if settings.webhook_url is not None:
+        notifiers.append(WebhookNotifier(settings.webhook_url))
     return notifiers
 
 

@@ -64,7 +64,11 @@ class Settings(BaseSettings):
     slack_webhook_url: SecretStr | None = Field(default=None, description="Slack incoming webhook; empty = off")
     currency: str = Field(default="USD", description="Spend is summed in this currency; others are rejected")
 
-    @field_validator("slack_webhook_url", "alert_max_lag", mode="before")
+    webhook_url: SecretStr | None = Field(
+        default=None, description="Generic webhook: each alert is POSTed as JSON with an Idempotency-Key; empty = off"
+    )
+
+    @field_validator("slack_webhook_url", "webhook_url", "alert_max_lag", mode="before")
     @classmethod
     def _empty_means_off(cls, value: object) -> object:
         return None if value == "" else value

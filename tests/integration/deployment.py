@@ -20,6 +20,7 @@ from tests.integration.kafka_io import read_topic
 from tests.integration.threaded_receiver import ThreadedReceiver, threaded_receiver
 
 SLACK_PATH = "/services/T000/B000/not-a-real-secret"
+WEBHOOK_PATH = "/hooks/churn-alerts"
 
 
 @dataclass
@@ -64,7 +65,10 @@ class Deployment:
         return mine(records)
 
     def slack_posts_for(self, customer_id: str) -> list[Any]:
-        return [r.json for r in self.slack.requests if customer_id in json.dumps(r.json)]
+        return [r.json for r in self.slack.requests if r.path == SLACK_PATH and customer_id in json.dumps(r.json)]
+
+    def webhook_posts_for(self, customer_id: str) -> list[Any]:
+        return [r for r in self.slack.requests if r.path == WEBHOOK_PATH and customer_id in json.dumps(r.json)]
 
 
 @contextmanager
@@ -83,6 +87,7 @@ def deploy(local_stack: StackInfo, log_dir: Path, env: Mapping[str, str] | None 
         worker_env = {
             "CHURNWATCH_APP_ID": f"churnwatch-e2e-{run}",
             "CHURNWATCH_SLACK_WEBHOOK_URL": slack.url_for(SLACK_PATH),
+            "CHURNWATCH_WEBHOOK_URL": slack.url_for(WEBHOOK_PATH),
             **{f"CHURNWATCH_TOPIC_{name.upper()}": value for name, value in topics.model_dump().items()},
             **(env or {}),
         }

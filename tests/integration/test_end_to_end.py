@@ -41,13 +41,18 @@ async def test_fading_customer_and_detractor_alert_on_topic_and_slack(deployment
     assert drop.evidence["recent_purchases"] == 0 and drop.evidence["baseline_purchases"] == 12
 
     deadline = time.monotonic() + 30
-    while len(deployment.slack_posts_for(cid)) < 2 and time.monotonic() < deadline:
+    while (len(deployment.slack_posts_for(cid)) < 2 or len(deployment.webhook_posts_for(cid)) < 2) and (
+        time.monotonic() < deadline
+    ):
         await asyncio.sleep(0.2)
     posts = deployment.slack_posts_for(cid)
     assert len(posts) == 2
     text = json.dumps(posts)
     assert "blocks" in posts[0] and "0 purchases in the last 30 days against a usual 4.0" in text
     assert "NPS answer 3/10" in text
+    hooks = deployment.webhook_posts_for(cid)
+    assert sorted(h.json["rule_id"] for h in hooks) == ["nps-detractor", "purchase-frequency-drop"]
+    assert {h.headers["Idempotency-Key"] for h in hooks} == {a.alert_id for a in alerts}
 
 
 async def test_redelivered_events_count_once_and_alert_once(deployment: Deployment) -> None:
