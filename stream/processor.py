@@ -38,7 +38,7 @@ from stream.decoding import DecodePolicy, Rejection, decode_event
 from stream.evaluation_queue import EvaluationQueue, Trigger
 from stream.metrics import Metrics
 from stream.progress import InputProgress
-from stream.windows.store import UpdateOutcome
+from stream.windows.store import UpdateOutcome, WindowUpdate
 
 log = logging.getLogger("churnwatch.processor")
 
@@ -131,11 +131,11 @@ class EventProcessor:
             return None
         update = await self._retrying("apply", lambda: self._store.apply(decoded))
         self._metrics.events_consumed.labels(topic=record.topic, outcome=update.outcome.value).inc()
-        if update.outcome is not UpdateOutcome.LATE and update.state.watermark is not None:
+        if update.outcome is not UpdateOutcome.LATE and update.watermark is not None:
             # A duplicate is evaluated again: if its alert was claimed but never confirmed
             # published (a crash in between), this is where it gets published.
             trigger = Trigger(decoded.customer_id, decoded.event_id, record.topic, record.partition)
-            await self._evaluate_or_queue(trigger, update.state)
+            await self._evaluate_or_queue(trigger, update, update.watermark)
         await self._evaluate_due(record.partition)
         self._metrics.event_processing.labels(topic=record.topic).observe(time.perf_counter() - started)
         self._metrics.event_age.labels(topic=record.topic).observe(
@@ -143,12 +143,11 @@ class EventProcessor:
         )
         return update.outcome
 
-    async def _evaluate_or_queue(self, trigger: Trigger, state: CustomerState) -> None:
-        assert state.watermark is not None
-        if self._queue.must_wait(trigger, state.watermark):
-            await self._retrying("queue", partial(self._queue.add, trigger, state.watermark))
+    async def _evaluate_or_queue(self, trigger: Trigger, update: WindowUpdate, watermark: datetime) -> None:
+        if self._queue.must_wait(trigger, watermark):
+            await self._retrying("queue", partial(self._queue.add, trigger, watermark))
         else:
-            await self._alert(trigger, state.watermark, state)
+            await self._alert(trigger, watermark, update.state)
 
     async def sweep_deferred(self) -> None:
         """Run the waiting evaluations that are due, on every partition (called from a timer, so a

@@ -95,13 +95,13 @@ class MemoryWindows:
         state_key = keys.customer_state(event.customer_id)
         seen_key = keys.seen_event(event.customer_id, event.event_id)
         if seen_key in self._seen:
-            return WindowUpdate(UpdateOutcome.DUPLICATE, self._state(event.customer_id, state_key))
+            return WindowUpdate(UpdateOutcome.DUPLICATE, event.customer_id, self._fields(state_key))
         self._seen.add(seen_key)
 
         c = self._customers.get(state_key) or _Customer()
         t = occurred_epoch_ms(event)
         if c.wm > 0 and t < c.wm - self._horizon_days * DAY_MS:
-            return WindowUpdate(UpdateOutcome.LATE, CustomerState(customer_id=event.customer_id))
+            return WindowUpdate(UpdateOutcome.LATE, event.customer_id, {})
         self._customers[state_key] = c
         new_wm = max(c.wm, t)
         oldest = new_wm // DAY_MS - self._horizon_days + 1
@@ -147,7 +147,7 @@ class MemoryWindows:
                 if not c.interactions[kind]:
                     del c.interactions[kind]
             c.pd = wm_day
-        return WindowUpdate(UpdateOutcome.OK, self._state(event.customer_id, state_key))
+        return WindowUpdate(UpdateOutcome.OK, event.customer_id, self._fields(state_key))
 
     def apply_all(self, events: Iterable[EventBase]) -> list[WindowUpdate]:
         return [self.apply(event) for event in events]
@@ -155,6 +155,9 @@ class MemoryWindows:
     def read(self, customer_id: str) -> CustomerState:
         return self._state(customer_id, keys.customer_state(customer_id))
 
-    def _state(self, customer_id: str, state_key: str) -> CustomerState:
+    def _fields(self, state_key: str) -> dict[str, str]:
         customer = self._customers.get(state_key)
-        return state_from_hash(customer_id, customer.fields() if customer else {})
+        return customer.fields() if customer else {}
+
+    def _state(self, customer_id: str, state_key: str) -> CustomerState:
+        return state_from_hash(customer_id, self._fields(state_key))

@@ -9,16 +9,17 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
 from importlib.resources import files
 from typing import Any
 
 from redis.asyncio import Redis
 
-from rules.state import CustomerState
+from rules.state import CustomerState, from_epoch_ms
 from stream.evaluation_queue import Trigger
 from stream.events import EventBase, FeedbackEvent, InteractionEvent, PurchaseEvent
 from stream.windows import keys
@@ -31,11 +32,24 @@ class UpdateOutcome(StrEnum):
     LATE = "late"
 
 
-@dataclass(frozen=True)
 class WindowUpdate:
-    outcome: UpdateOutcome
-    state: CustomerState
-    """State after the update (for a duplicate: the current state; for a late event: empty)."""
+    """What applying an event did, and the customer's state after it (for a duplicate: the current
+    state; for a late event: empty). The state is decoded on first use: an evaluation that has to
+    wait needs only the watermark, and decoding every day series is most of the client's work."""
+
+    def __init__(self, outcome: UpdateOutcome, customer_id: str, fields: Mapping[Any, Any]) -> None:
+        self.outcome = outcome
+        self._customer_id = customer_id
+        self._fields = fields
+
+    @cached_property
+    def state(self) -> CustomerState:
+        return state_from_hash(self._customer_id, self._fields)
+
+    @property
+    def watermark(self) -> datetime | None:
+        raw = self._fields.get(b"wm", self._fields.get("wm"))
+        return from_epoch_ms(int(raw)) if raw else None
 
 
 @dataclass(frozen=True)
@@ -105,7 +119,7 @@ class RedisWindowStore:
     def _decode(event: EventBase, reply: list[Any]) -> WindowUpdate:
         status, flat = reply
         fields = dict(zip(flat[::2], flat[1::2], strict=True))
-        return WindowUpdate(UpdateOutcome(_str(status)), state_from_hash(event.customer_id, fields))
+        return WindowUpdate(UpdateOutcome(_str(status)), event.customer_id, fields)
 
     async def apply(self, event: EventBase) -> WindowUpdate:
         window_keys, args = self._update_args(event)
