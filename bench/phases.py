@@ -18,7 +18,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -39,19 +39,9 @@ from stream.metrics import Metrics
 from stream.processor import EventProcessor
 from stream.settings import Settings
 from stream.topics import ensure_topics
-from stream.windows.store import RedisWindowStore, WindowPolicy
+from stream.windows.store import RedisWindowStore
 
 BATCH_SIZE = 200
-
-
-def decode_policy(settings: Settings) -> DecodePolicy:
-    """The worker's decode policy: the settings of the same names, as ``stream.app.build_app`` passes them."""
-    return DecodePolicy(**{f.name: getattr(settings, f.name) for f in fields(DecodePolicy)})
-
-
-def window_policy(settings: Settings) -> WindowPolicy:
-    """The worker's window policy: the settings of the same names, as ``stream.app.build_app`` passes them."""
-    return WindowPolicy(**{f.name: getattr(settings, f.name) for f in fields(WindowPolicy)})
 
 
 async def produce(bootstrap: str, messages: Sequence[Message]) -> float:
@@ -211,14 +201,14 @@ async def client_phases(
     seconds = await bare_consume(info.kafka_bootstrap, topics.events, n, timeout)
     phases.append(Phase("bare aiokafka consumer (ceiling)", n, seconds, probe.since(mark)))
 
-    policy = decode_policy(settings)
+    policy = settings.decode_policy()
     say("decode + validate alone")
     mark = probe.snapshot()
     seconds = decode_only(workload.messages, topics.event_kinds, policy)
     phases.append(Phase("decode + validate only (CPU, no I/O)", n, seconds, probe.since(mark)))
 
     redis = Redis.from_url(settings.redis_url)
-    store = RedisWindowStore(redis, window_policy(settings))
+    store = RedisWindowStore(redis, settings.window_policy())
     try:
         flush()
         say("redis apply, sequential")

@@ -27,7 +27,6 @@ from alerts.slack import SlackNotifier
 from alerts.webhook import WebhookNotifier
 from rules.ruleset import RuleSet
 from stream.contracts import SourceRecord
-from stream.decoding import DecodePolicy
 from stream.delivery_log import RedisDeliveryLog
 from stream.kafka_sinks import KafkaAlertPublisher, KafkaDeadLetterSink
 from stream.metrics import Metrics
@@ -35,7 +34,7 @@ from stream.processor import EventProcessor
 from stream.progress import InputProgress
 from stream.rules_reload import ActiveRules, RuleReloader
 from stream.settings import Settings
-from stream.windows.store import RedisWindowStore, WindowPolicy
+from stream.windows.store import RedisWindowStore
 
 log = logging.getLogger("churnwatch.app")
 
@@ -107,15 +106,7 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
     dead_letter_sink = KafkaDeadLetterSink(_raw_topic(app, topics.deadletter))
 
     redis = Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
-    store = RedisWindowStore(
-        redis,
-        WindowPolicy(
-            retention=settings.retention,
-            dedupe_ttl=settings.dedupe_ttl,
-            idle_ttl=settings.idle_ttl,
-            feedback_history=settings.feedback_history,
-        ),
-    )
+    store = RedisWindowStore(redis, settings.window_policy())
     processor = EventProcessor(
         stream_kinds=topics.event_kinds,
         store=store,
@@ -123,11 +114,7 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
         publisher=KafkaAlertPublisher(alerts_topic),
         dead_letters=dead_letter_sink,
         metrics=metrics,
-        decode_policy=DecodePolicy(
-            max_message_bytes=settings.max_message_bytes,
-            max_future_skew=settings.max_future_skew,
-            currency=settings.currency,
-        ),
+        decode_policy=settings.decode_policy(),
         alert_max_lag=settings.alert_max_lag,
         evaluation_delay=settings.evaluation_delay,
         progress=InputProgress(topics.events, tolerance=settings.input_skew_tolerance, highwater=_highwater_of(app)),

@@ -9,7 +9,9 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rules.base import Duration
+from stream.decoding import DecodePolicy
 from stream.events import EVENT_MODELS, EventBase
+from stream.windows.store import WindowPolicy
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules" / "defaults"
 
@@ -106,3 +108,20 @@ class Settings(BaseSettings):
     delivery_attempts: int = Field(default=6, ge=1, description="Tries per alert and sink before giving up")
     delivery_backoff_max: Duration = Field(default=timedelta(seconds=30))
     slack_messages_per_second: float = Field(default=1.0, gt=0, description="Slack's webhook limit")
+
+    def window_policy(self) -> WindowPolicy:
+        """What the Redis window script needs from the settings."""
+        return WindowPolicy(
+            retention=self.retention,
+            dedupe_ttl=self.dedupe_ttl,
+            idle_ttl=self.idle_ttl,
+            feedback_history=self.feedback_history,
+        )
+
+    def decode_policy(self) -> DecodePolicy:
+        """What validating an incoming message needs from the settings."""
+        return DecodePolicy(
+            max_message_bytes=self.max_message_bytes,
+            max_future_skew=self.max_future_skew,
+            currency=self.currency,
+        )
