@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaProducer
 
 from stream.demo_profiles import CustomerProfile, Persona, backfill_events, live_events, make_profiles
-from stream.events import AnyEvent, PurchaseEvent
+from stream.events import AnyEvent
 from stream.settings import Topics
 
 
@@ -76,13 +76,10 @@ async def run_demo(
     stop: asyncio.Event | None = None,
     log: Callable[[str], None] = print,
     days: int = 120,
-    settle_seconds: float = 2.0,
 ) -> DemoSummary:
-    """Send the backfill (oldest first), then live events at ``rate_per_second`` until ``stop`` is set.
-
-    The backfill's purchases go first, then (after ``settle_seconds``, so a running worker has them)
-    its interactions and feedback. ``rate_per_second <= 0`` sends the backfill only. With
-    ``stop=None`` the live trickle runs until the task is cancelled.
+    """Send the backfill in event-time order across all three topics (as live producers would), then
+    live events at ``rate_per_second`` until ``stop`` is set. ``rate_per_second <= 0`` sends the
+    backfill only. With ``stop=None`` the live trickle runs until the task is cancelled.
     """
     rng = random.Random(seed)
     profiles = make_profiles(customers, rng)
@@ -94,14 +91,7 @@ async def run_demo(
     await producer.start()
     live = 0
     try:
-        # Purchases first: the worker consumes each topic on its own, so an interaction processed ahead
-        # of a customer's older purchases would move the watermark to "now" over a half-loaded purchase
-        # history, which reads as a purchase drop. After a pause, the rest in one event-time order.
-        purchases = [e for e in history if isinstance(e, PurchaseEvent)]
-        await _send_all(producer, topics, purchases)
-        if settle_seconds > 0:
-            await _stopped_within(stop, settle_seconds)
-        await _send_all(producer, topics, [e for e in history if not isinstance(e, PurchaseEvent)])
+        await _send_all(producer, topics, history)
         for line in describe(profiles, len(history)):
             log(line)
         if rate_per_second > 0 and not (stop is not None and stop.is_set()):

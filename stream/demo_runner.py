@@ -41,7 +41,11 @@ def run_demo_session(*, customers: int, seed: int, rate: float, stack_name: str)
     worker: WorkerProcess | None = None
     try:
         info = stack_up(stack_name, log=_say)
-        worker = start_worker(info)
+        # The backfill arrives as one burst on three topics: judge each customer a few seconds
+        # after their events, on all of them (see CHURNWATCH_EVALUATION_DELAY).
+        worker = start_worker(
+            info, env={"CHURNWATCH_EVALUATION_DELAY": os.environ.get("CHURNWATCH_EVALUATION_DELAY", "3s")}
+        )
         worker.wait_healthy()
         _say(f"worker ready: metrics at {worker.base_url}/metrics")
         _say("sending demo customers; alerts appear below within a minute. Ctrl-C stops everything.")
