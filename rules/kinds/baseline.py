@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from pydantic import Field, model_validator
 
-from rules.base import Condition
+from rules.base import Condition, EvidenceValue
 from rules.context import EvaluationContext
 from rules.windows import BaselineComparison, compare_to_baseline
 
@@ -41,3 +41,15 @@ class AgainstOwnBaseline(Condition):
             baseline_days=self.baseline_days,
             min_history_days=self.min_history_days,
         )
+
+    def counted_evidence(self, comparison: BaselineComparison, noun: str) -> dict[str, EvidenceValue]:
+        """The numbers behind a count-against-baseline verdict, named for what is counted
+        (``recent_purchases``, ``expected_interactions``, ...)."""
+        return {
+            f"recent_{noun}": int(comparison.recent),
+            "recent_days": self.recent_days,
+            f"baseline_{noun}": int(comparison.baseline),
+            "baseline_days": comparison.baseline_days,
+            f"expected_{noun}": round(comparison.expected, 2),
+            "ratio": round(comparison.ratio, 3),
+        }

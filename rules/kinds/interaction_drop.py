@@ -64,12 +64,7 @@ class InteractionDropCondition(AgainstOwnBaseline):
             return Verdict.quiet(note=f"less than {self.min_history_days} days of {kinds} history")
         evidence: dict[str, EvidenceValue] = {
             "interaction_kinds": kinds,
-            "recent_interactions": int(comparison.recent),
-            "recent_days": self.recent_days,
-            "baseline_interactions": int(comparison.baseline),
-            "baseline_days": comparison.baseline_days,
-            "expected_interactions": round(comparison.expected, 2),
-            "ratio": round(comparison.ratio, 3),
+            **self.counted_evidence(comparison, "interactions"),
         }
         if comparison.baseline < self.min_baseline_interactions:
             return Verdict.quiet(evidence, f"fewer than {self.min_baseline_interactions} baseline {kinds} interactions")

@@ -34,14 +34,7 @@ class PurchaseFrequencyDropCondition(AgainstOwnBaseline):
         comparison = self.compare(state.purchases_by_day, ctx, state.first_purchase_day)
         if comparison is None:
             return Verdict.quiet(note=f"less than {self.min_history_days} days of purchase history")
-        evidence = {
-            "recent_purchases": int(comparison.recent),
-            "recent_days": self.recent_days,
-            "baseline_purchases": int(comparison.baseline),
-            "baseline_days": comparison.baseline_days,
-            "expected_purchases": round(comparison.expected, 2),
-            "ratio": round(comparison.ratio, 3),
-        }
+        evidence = self.counted_evidence(comparison, "purchases")
         if comparison.baseline < self.min_baseline_purchases:
             return Verdict.quiet(evidence, f"fewer than {self.min_baseline_purchases} baseline purchases")
         return Verdict(comparison.ratio <= self.max_ratio, evidence)
