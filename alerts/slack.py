@@ -1,10 +1,11 @@
 """Slack incoming-webhook sink, through the official ``slack_sdk`` client.
 
-What ``slack_sdk`` 3.47's ``AsyncWebhookClient`` does, read from its source and pinned by the tests:
+What ``slack_sdk``'s ``AsyncWebhookClient`` does, read from its source and relied on by the tests:
 
-- Retry handlers are consulted for raised exceptions and for 429 answers only. A 5xx answer comes
-  back as an ordinary response whatever handlers are installed (``AsyncServerErrorRetryHandler`` is
-  never asked), so 5xx becomes :class:`RetryableDeliveryError` and the dispatcher retries it.
+- Up to 3.47 retry handlers were consulted for raised exceptions and 429 answers only; from 3.48 a
+  5xx answer is offered to them too. The handlers installed here decline every 5xx, so under either
+  version a 5xx is one request, becomes :class:`RetryableDeliveryError`, and the dispatcher retries
+  it within ``CHURNWATCH_DELIVERY_ATTEMPTS``.
 - The default handlers retry connection errors once. The built-in
   ``AsyncRateLimitErrorRetryHandler`` sleeps ``int(Retry-After)`` plus up to a second, unbounded,
   and raises ``ValueError`` on a non-integer ``Retry-After``; :class:`_RetryAfterHandler` parses

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 from pydantic import SecretStr
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncRateLimitErrorRetryHandler,
-    AsyncServerErrorRetryHandler,
-)
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from alerts.dispatch import AlertDispatcher, DeliveryOutcome, InMemoryDeliveryLog
@@ -107,7 +107,7 @@ async def test_500_is_retryable_and_the_error_does_not_reveal_the_url() -> None:
         with pytest.raises(RetryableDeliveryError) as caught:
             await notifier(receiver).notify(make_alert())
 
-    assert len(receiver.requests) == 1  # slack_sdk never retries a 5xx answer itself
+    assert len(receiver.requests) == 1  # the client does not retry a 5xx: that is the dispatcher's job
     assert caught.value.status == 500
     assert "HTTP 500" in str(caught.value)
     assert SECRET not in str(caught.value)
@@ -176,16 +176,46 @@ async def test_client_side_rate_limit_spaces_messages() -> None:
     assert elapsed >= 0.25  # three waits of ~0.1 s after the first message
 
 
-# What slack_sdk itself does, pinned so an upgrade that changes it is noticed.
+# What churnwatch relies on from slack_sdk, stated so that it holds under either behaviour of the
+# client: up to 3.47 a 5xx answer never reached the retry handlers; from 3.48 they are asked. The
+# notifier's handlers decline 5xx, so either way each dispatcher attempt is exactly one request and
+# CHURNWATCH_DELIVERY_ATTEMPTS is the whole budget.
 
 
 @pytest.mark.asyncio
-async def test_slack_sdk_does_not_consult_retry_handlers_for_5xx() -> None:
-    async with LocalReceiver(default=Reply(503)) as receiver:
-        client = AsyncWebhookClient(receiver.url_for(PATH), retry_handlers=[AsyncServerErrorRetryHandler()])
-        response = await client.send(text="hi")
+@pytest.mark.parametrize(("attempts", "delivered"), [(4, True), (3, False)])
+async def test_500_500_500_200_costs_exactly_the_promised_attempts(attempts: int, delivered: bool) -> None:
+    replies = [Reply(500), Reply(500), Reply(500), Reply(200)]
+    async with LocalReceiver(replies) as receiver:
+        dispatcher = AlertDispatcher([notifier(receiver)], InMemoryDeliveryLog(), attempts=attempts, backoff_max=0.2)
+        started = asyncio.get_running_loop().time()
+        result = await dispatcher.dispatch(make_alert())
+        elapsed = asyncio.get_running_loop().time() - started
 
-    assert response.status_code == 503
+    assert len(receiver.requests) == attempts
+    expected = DeliveryOutcome.DELIVERED if delivered else DeliveryOutcome.FAILED_RETRIES_EXHAUSTED
+    assert result.outcome("slack") is expected
+    # attempts - 1 waits of at most backoff_max each; a retry inside the client would add its own.
+    assert elapsed < (attempts - 1) * 0.2 + 2.0
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+async def test_the_notifiers_retry_handlers_decline_every_5xx(status: int) -> None:
+    """Asked directly, as slack_sdk >= 3.48 asks them: a 5xx is the dispatcher's to retry, never the client's."""
+    slack = SlackNotifier(SecretStr("http://127.0.0.1:9/hook"))
+    request = HttpRequest(method="POST", url="http://127.0.0.1:9/hook", headers={}, body_params={})
+    response = HttpResponse(status_code=status, headers={}, body={})
+    for handler in slack._client.retry_handlers:
+        assert not await handler.can_retry_async(state=RetryState(), request=request, response=response)
+
+
+@pytest.mark.asyncio
+async def test_a_503_costs_one_request_with_the_handlers_the_notifier_installs() -> None:
+    async with LocalReceiver(default=Reply(503)) as receiver:
+        with pytest.raises(RetryableDeliveryError):
+            await notifier(receiver).notify(make_alert())
+
     assert len(receiver.requests) == 1
 
 
