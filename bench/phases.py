@@ -94,8 +94,8 @@ async def bare_consume(bootstrap: str, topics: Sequence[str], expected: int, tim
 def decode_only(messages: Sequence[Message], kinds: dict[str, str], policy: DecodePolicy) -> float:
     """The worker's JSON + pydantic validation alone, as it is called per message."""
     started = time.perf_counter()
-    for topic, _key, value in messages:
-        decode_event(kinds[topic], value, now=datetime.now(UTC), policy=policy)
+    for topic, key, value in messages:
+        decode_event(kinds[topic], key, value, now=datetime.now(UTC), policy=policy)
     return time.perf_counter() - started
 
 

@@ -122,7 +122,9 @@ class EventProcessor:
 
     async def _process(self, record: SourceRecord) -> UpdateOutcome | None:
         started = time.perf_counter()
-        decoded = decode_event(self._kinds[record.topic], record.value, now=self._clock(), policy=self._policy)
+        decoded = decode_event(
+            self._kinds[record.topic], record.key, record.value, now=self._clock(), policy=self._policy
+        )
         if self._progress is not None:
             valid_time = None if isinstance(decoded, Rejection) else decoded.occurred_at
             self._progress.observe(record.topic, record.partition, record.offset, valid_time)

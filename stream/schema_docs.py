@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from rules.aggregates import CATALOG
+from stream.decoding import REASON_MEANINGS
 from stream.events import EVENT_MODELS, SURVEY_RANGES, InteractionKind
 
 _NOTES: dict[tuple[str, str], str] = {
     ("interaction", "kind"): ", ".join(k.value for k in InteractionKind),
     ("feedback", "kind"): ", ".join(f"{k} ({lo}-{hi})" for k, (lo, hi) in SURVEY_RANGES.items()),
-    ("feedback", "score"): "range checked per kind",
 }
 
 
@@ -28,6 +28,7 @@ def _type_of(prop: dict[str, Any]) -> str:
 
 
 def events_markdown() -> str:
+    """The fields of every stream, then the reasons a message is dead-lettered instead."""
     rows = ["| stream | field | type | required | notes |", "| --- | --- | --- | --- | --- |"]
     for stream_kind, model in EVENT_MODELS.items():
         schema = model.model_json_schema()
@@ -37,6 +38,8 @@ def events_markdown() -> str:
             rows.append(
                 f"| {stream_kind} | `{name}` | {_type_of(prop)} | {'yes' if name in required else 'no'} | {note} |"
             )
+    rows += ["", "| dead-letter reason | when |", "| --- | --- |"]
+    rows += [f"| `{reason.value}` | {meaning} |" for reason, meaning in REASON_MEANINGS.items()]
     return "\n".join(rows)
 
 
