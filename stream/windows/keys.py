@@ -10,8 +10,32 @@ PREFIX = "cw"
 
 
 def _tag(customer_id: str) -> str:
-    # Braces inside an id would move the hash tag; they are replaced, not escaped, since ids are opaque.
-    return "{" + customer_id.replace("{", "(").replace("}", ")") + "}"
+    """``{<customer_id>}`` with ``%``, ``{`` and ``}`` percent-escaped (``%25``, ``%7B``, ``%7D``).
+
+    Why escaped: a brace inside the id would end the hash tag early (Redis Cluster hashes from the
+    first ``{`` to the first ``}`` after it), and any *replacement* of braces merges ids, as mapping
+    them to parentheses merged ``br{1}`` with ``br(1)``: one state, dedupe markers and alert ledger
+    for two customers. Escaping ``%`` too makes the mapping injective: every ``%`` in a tag starts
+    an escape, so a tag decodes to exactly one id. Other characters are kept, so keys stay readable
+    (``redis-cli --scan --pattern 'cw:{cust-0042}:*'``).
+
+    Why a key of one customer never equals a key of another, whatever the suffix: the tag holds no
+    brace, so the first ``}`` of a key closes it, and everything from ``cw:{`` to that ``}`` is the
+    escaped id, even when the suffix (event ids, alert ids, sinks: not escaped) contains ``:``,
+    ``{`` or ``}``. ``cw:{a}:seen:x}`` is customer ``a``'s marker for event ``x}``; no other id
+    gives the tag ``{a}``. Within one customer the suffixes start ``:state`` (all of it), ``:seen:``
+    or ``:sent:``, so kinds of key differ; a marker's suffix is the whole event id; the global
+    ``cw:pending`` keys have no ``{``. ``<alert_id>:<sink>`` is unambiguous as alert ids are UUIDs.
+
+    The empty id is refused: ``{}`` is no hash tag, so Redis would hash each whole key and spread
+    the customer's keys over slots (the event contract requires a non-empty id anyway).
+
+    Changing this changes where state lives: ids containing ``%``, ``{`` or ``}`` stored before
+    this escaping are not found under the new keys.
+    """
+    if not customer_id:
+        raise ValueError("a customer id is never empty: '{}' would not be a Redis Cluster hash tag")
+    return "{" + customer_id.replace("%", "%25").replace("{", "%7B").replace("}", "%7D") + "}"  # "%" first
 
 
 def customer_state(customer_id: str) -> str:
