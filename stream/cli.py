@@ -34,12 +34,13 @@ def _load_rules_or_exit(path: Path) -> RuleSet:
 @click.option("--loglevel", default="info", show_default=True)
 def worker(rules_dir: Path | None, loglevel: str) -> None:
     """Run the stream worker (settings from CHURNWATCH_* environment variables)."""
-    import faust
-
     from stream.app import build_app
+    from stream.lifecycle import BoundedWorker, exit_with_parent
     from stream.topics import ensure_topics
 
     settings = Settings()
+    if settings.parent_pid is not None:
+        exit_with_parent(settings.parent_pid)
     if rules_dir is not None:
         settings = settings.model_copy(update={"rules_dir": rules_dir})
     rule_set = _load_rules_or_exit(settings.rules_dir)
@@ -50,7 +51,8 @@ def worker(rules_dir: Path | None, loglevel: str) -> None:
         f"{len(built.rules().enabled)} rules (set {built.rules().version}), "
         f"metrics http://{settings.web_host}:{settings.web_port}/metrics"
     )
-    faust.Worker(built.app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    bound = settings.shutdown_timeout.total_seconds()
+    BoundedWorker(built.app, loglevel=loglevel, quiet=True, shutdown_timeout=bound).execute_from_commandline()
 
 
 @main.command()

@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     )
     topic_partitions: int = Field(default=4, ge=1, description="Partitions for topics churnwatch creates")
     topic_replicas: int = Field(default=1, ge=1, description="Replication factor for topics churnwatch creates")
+    shutdown_timeout: Duration = Field(
+        default=timedelta(seconds=15),
+        description="After SIGTERM/SIGINT the worker exits within this, even with Kafka or Redis unreachable",
+    )
+    parent_pid: int | None = Field(
+        default=None, description="Set by a launcher (bin/run): the worker stops itself once this process is gone"
+    )
     rules_dir: Path = DEFAULT_RULES_DIR
     rules_watch: bool = Field(default=True, description="Reload rules when a file in rules_dir changes")
 

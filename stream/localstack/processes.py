@@ -15,6 +15,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 Log = Callable[[str], None]
@@ -117,15 +118,52 @@ def is_ours(pid: int | None, marker: str, exe: str | None = None) -> bool:
     return argv_matches(read_cmdline(pid), marker, exe)
 
 
-def stop_process(pid: int | None, marker: str, *, exe: str | None = None, timeout: float = 20.0) -> StopResult:
-    """SIGTERM, wait up to ``timeout`` s, then SIGKILL, but only if the process is ours.
+def start_ticks(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks after boot), or None if it is gone: a pid plus this is unique."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return int(stat.rsplit(")", 1)[-1].split()[19])  # field 22; the split starts at field 3
 
-    The cmdline is re-checked right before each signal to keep the reuse window tiny.
+
+@dataclass(frozen=True)
+class StartedProcess:
+    """A process recorded when it was started, recognisable later even if its pid is reused."""
+
+    pid: int
+    start_ticks: int
+
+    @classmethod
+    def of(cls, pid: int) -> StartedProcess:
+        ticks = start_ticks(pid)
+        if ticks is None:
+            raise ProcessLookupError(pid)
+        return cls(pid, ticks)
+
+    def running(self) -> bool:
+        return pid_alive(self.pid) and start_ticks(self.pid) == self.start_ticks
+
+
+def stop_process(pid: int | None, marker: str, *, exe: str | None = None, timeout: float = 20.0) -> StopResult:
+    """SIGTERM, wait up to ``timeout`` s, then SIGKILL, but only if the process is ours (by its argv)."""
+    return _stop(pid, lambda: is_ours(pid, marker, exe), timeout)
+
+
+def stop_started(process: StartedProcess, *, timeout: float = 20.0) -> StopResult:
+    """:func:`stop_process` for a process recorded by its start time rather than recognised by its argv."""
+    return _stop(process.pid, process.running, timeout)
+
+
+def _stop(pid: int | None, ours: Callable[[], bool], timeout: float) -> StopResult:
+    """SIGTERM, wait up to ``timeout`` s, then SIGKILL, each signal only if ``ours()`` still holds.
+
+    Ownership is re-checked right before each signal to keep the pid-reuse window tiny.
     """
     if not pid_alive(pid):
         return StopResult.NOT_RUNNING
     assert pid is not None
-    if not is_ours(pid, marker, exe):
+    if not ours():
         return StopResult.NOT_OURS
     try:
         os.kill(pid, signal.SIGTERM)
@@ -133,7 +171,7 @@ def stop_process(pid: int | None, marker: str, *, exe: str | None = None, timeou
         return StopResult.NOT_RUNNING
     if _wait_gone(pid, timeout):
         return StopResult.TERMINATED
-    if not is_ours(pid, marker, exe):
+    if not ours():
         return StopResult.TERMINATED
     try:
         os.kill(pid, signal.SIGKILL)

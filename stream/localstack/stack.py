@@ -26,6 +26,7 @@ from .paths import file_lock, stack_dir, stack_lock_path, stacks_dir, validate_n
 from .ports import LOOPBACK, free_ports
 from .processes import (
     Log,
+    StartedProcess,
     StopResult,
     argv_matches,
     cmdline_marker,
@@ -33,9 +34,12 @@ from .processes import (
     pid_alive,
     read_cmdline,
     stop_process,
+    stop_started,
 )
 
 STATE_FILE = "stack.json"
+CLIENTS_FILE = "clients.json"
+"""Processes started against the stack (the demo's worker), stopped with it by ``down``."""
 DEFAULT_NAME = "dev"
 KAFKA_READY_TIMEOUT = 90.0
 REDIS_READY_TIMEOUT = 15.0
@@ -133,8 +137,36 @@ def _orphan_pids(sdir: Path) -> list[int]:
     return found
 
 
+def attach_client(name: str, pid: int, label: str) -> StartedProcess:
+    """Record a process that uses stack ``name``, so that ``down`` stops it first, even when the
+    program that started it was killed before it could."""
+    process = StartedProcess.of(pid)
+    with file_lock(stack_lock_path(name)):
+        path = stack_dir(name) / CLIENTS_FILE
+        clients = _load_clients(path.parent)
+        clients.append((label, process))
+        tmp = path.with_suffix(f".json.tmp-{os.getpid()}")
+        rows = [{"label": lbl, "pid": p.pid, "start_ticks": p.start_ticks} for lbl, p in clients]
+        tmp.write_text(json.dumps(rows, indent=2) + "\n")
+        os.replace(tmp, path)
+    return process
+
+
+def _load_clients(sdir: Path) -> list[tuple[str, StartedProcess]]:
+    try:
+        rows = json.loads((sdir / CLIENTS_FILE).read_text())
+        return [(str(row["label"]), StartedProcess(int(row["pid"]), int(row["start_ticks"]))) for row in rows]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return []
+
+
 def _stop_all(sdir: Path, info: StackInfo | None, log: Log, timeout: float) -> None:
-    """Stop the recorded pids (Kafka first, so it shuts down cleanly) and any stray ones."""
+    """Stop the stack's clients, then its recorded servers (Kafka first, so it shuts down cleanly),
+    then any stray server found by its argv."""
+    for label, process in _load_clients(sdir):
+        if stop_started(process, timeout=timeout) is StopResult.KILLED:
+            log(f"[localstack] {label} pid {process.pid} ignored SIGTERM for {timeout:.0f}s - killed")
+    (sdir / CLIENTS_FILE).unlink(missing_ok=True)
     marker = cmdline_marker(sdir)
     recorded = [("kafka", info.kafka_pid, KAFKA_EXE), ("redis", info.redis_pid, REDIS_EXE)] if info else []
     for label, pid, exe in recorded:

@@ -46,7 +46,7 @@ class WorkerProcess:
             return str(reply.read().decode())
 
     def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM our own child (faust shuts down cleanly), SIGKILL it if it hangs."""
+        """SIGTERM our own child (it exits within CHURNWATCH_SHUTDOWN_TIMEOUT), SIGKILL it if it hangs."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -67,7 +67,8 @@ def start_worker(
     """Start ``churnwatch worker`` on ``info``'s Kafka and Redis with a free web port.
 
     The child gets its own session, so a Ctrl-C in the terminal reaches only the parent, which
-    stops the child by its PID.
+    stops the child by its PID; and it is told the parent's pid, so it stops itself if the parent
+    dies without doing so.
     """
     (web_port,) = free_ports(1)
     child_env = {
@@ -75,6 +76,7 @@ def start_worker(
         "CHURNWATCH_KAFKA_BOOTSTRAP": info.kafka_bootstrap,
         "CHURNWATCH_REDIS_URL": info.redis_url,
         "CHURNWATCH_WEB_PORT": str(web_port),
+        "CHURNWATCH_PARENT_PID": str(os.getpid()),
         **(env or {}),
     }
     sink: IO[bytes] | None = output.open("ab") if isinstance(output, Path) else output
