@@ -36,7 +36,9 @@ from stream.decoding import DecodePolicy, decode_event
 from stream.events import AnyEvent
 from stream.localstack import StackInfo
 from stream.metrics import Metrics
+from stream.pending_ledger import RedisPendingLedger
 from stream.processor import EventProcessor
+from stream.quarantine import Quarantine, RedisQuarantineLedger
 from stream.settings import Settings
 from stream.topics import ensure_topics
 from stream.windows.store import RedisWindowStore
@@ -143,7 +145,12 @@ class InProcessResult:
 
 
 async def processor_in_process(
-    settings: Settings, rule_set: RuleSet, store: RedisWindowStore, messages: Sequence[Message], policy: DecodePolicy
+    settings: Settings,
+    rule_set: RuleSet,
+    redis: Redis,
+    store: RedisWindowStore,
+    messages: Sequence[Message],
+    policy: DecodePolicy,
 ) -> InProcessResult:
     """``EventProcessor.process`` per message, sequentially, with the worker's rules and settings.
 
@@ -151,14 +158,17 @@ async def processor_in_process(
     (``progress=None``), since all inputs are "read" in one event-time-ordered sequence.
     """
     publisher, dead_letters = CountingPublisher(), CountingDeadLetters()
+    metrics = Metrics(CollectorRegistry())
     processor = EventProcessor(
         stream_kinds=settings.topics.event_kinds,
         store=store,
         rules=lambda: rule_set,
         publisher=publisher,
         dead_letters=dead_letters,
-        metrics=Metrics(CollectorRegistry()),
+        metrics=metrics,
         decode_policy=policy,
+        pending=RedisPendingLedger(redis, settings.app_id),
+        quarantine=Quarantine(RedisQuarantineLedger(redis, settings.app_id), metrics, max_failures=3),
         alert_max_lag=settings.alert_max_lag,
     )
     outcomes: Counter[str] = Counter()
@@ -227,7 +237,7 @@ async def client_phases(
         flush()
         say("EventProcessor in-process (real Redis, no Kafka)")
         mark = probe.snapshot()
-        result = await processor_in_process(settings, rule_set, store, workload.messages, policy)
+        result = await processor_in_process(settings, rule_set, redis, store, workload.messages, policy)
         phases.append(Phase("EventProcessor in-process (Redis, no Kafka)", n, result.seconds, probe.since(mark)))
         notes.append(
             f"in-process outcomes: {format_counts(result.outcomes)}; alerts published {result.alerts}, "

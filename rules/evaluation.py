@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -63,12 +63,29 @@ def evaluate_rule(rule: RuleBase, state: CustomerState, now: datetime) -> Findin
     return explain_rule(rule, EvaluationContext(state, now)).finding
 
 
-def evaluate(rules: Iterable[RuleBase], state: CustomerState, now: datetime) -> list[Finding]:
+RuleErrorHandler = Callable[[RuleBase, Exception], None]
+
+
+def evaluate(
+    rules: Iterable[RuleBase], state: CustomerState, now: datetime, *, on_rule_error: RuleErrorHandler | None = None
+) -> list[Finding]:
     """Findings of every enabled rule that fires for this customer at ``now`` (shadow rules included:
-    the caller decides what a shadow finding means)."""
+    the caller decides what a shadow finding means).
+
+    With ``on_rule_error``, a rule that raises is reported there and the other rules still run (the
+    worker: one broken rule must not silence the rest); without it, the error propagates (tests)."""
     ctx = EvaluationContext(state, now)
     findings = []
     for rule in rules:
-        if rule.enabled and (finding := explain_rule(rule, ctx).finding) is not None:
+        if not rule.enabled:
+            continue
+        try:
+            finding = explain_rule(rule, ctx).finding
+        except Exception as exc:
+            if on_rule_error is None:
+                raise
+            on_rule_error(rule, exc)
+            continue
+        if finding is not None:
             findings.append(finding)
     return findings

@@ -30,8 +30,10 @@ from stream.contracts import SourceRecord
 from stream.delivery_log import RedisDeliveryLog
 from stream.kafka_sinks import KafkaAlertPublisher, KafkaDeadLetterSink
 from stream.metrics import Metrics
+from stream.pending_ledger import RedisPendingLedger
 from stream.processor import EventProcessor
 from stream.progress import InputProgress
+from stream.quarantine import Quarantine, RedisQuarantineLedger
 from stream.rules_reload import ActiveRules, RuleReloader
 from stream.settings import Settings
 from stream.windows.store import RedisWindowStore
@@ -115,6 +117,10 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
         dead_letters=dead_letter_sink,
         metrics=metrics,
         decode_policy=settings.decode_policy(),
+        pending=RedisPendingLedger(redis, settings.app_id),
+        quarantine=Quarantine(
+            RedisQuarantineLedger(redis, settings.app_id), metrics, max_failures=settings.evaluation_max_failures
+        ),
         alert_max_lag=settings.alert_max_lag,
         evaluation_delay=settings.evaluation_delay,
         progress=InputProgress(topics.events, tolerance=settings.input_skew_tolerance, highwater=_highwater_of(app)),

@@ -6,12 +6,19 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from rules.ruleset import RuleConfigError, RuleFile, RuleSet, load_rule_set
 from stream.settings import Settings
+
+if TYPE_CHECKING:
+    from stream.quarantine import RedisQuarantineLedger
+
+T = TypeVar("T")
 
 
 @click.group()
@@ -160,6 +167,47 @@ def schema(what: str, markdown: bool) -> None:
     else:
         document = {name: model.model_json_schema() for name, model in EVENT_MODELS.items()}
     click.echo(json.dumps(document, indent=2))
+
+
+@main.group()
+def quarantine() -> None:
+    """Customers whose evaluation failed repeatedly and is skipped (see churnwatch_quarantined_customers)."""
+
+
+def _with_quarantine_ledger(use: Callable[[RedisQuarantineLedger], Awaitable[T]]) -> T:
+    from redis.asyncio import Redis
+
+    from stream.quarantine import RedisQuarantineLedger
+
+    settings = Settings()
+
+    async def run() -> T:
+        redis = Redis.from_url(settings.redis_url)
+        try:
+            return await use(RedisQuarantineLedger(redis, settings.app_id))
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(run())
+
+
+@quarantine.command("list")
+def quarantine_list() -> None:
+    """Every quarantined customer: since when, at which stage, and the error."""
+    entries = _with_quarantine_ledger(lambda ledger: ledger.entries())
+    for entry in entries:
+        click.echo(f"{entry.customer_id}\t{entry.since}\t{entry.stage}\t{entry.failures} failures\t{entry.error}")
+    click.echo(f"{len(entries)} quarantined customer(s)", err=True)
+
+
+@quarantine.command("release")
+@click.argument("customer_id")
+def quarantine_release(customer_id: str) -> None:
+    """Judge CUSTOMER_ID again (the workers take it up within seconds), e.g. after fixing a rule."""
+    if not _with_quarantine_ledger(lambda ledger: ledger.release(customer_id)):
+        click.echo(f"{customer_id} is not quarantined", err=True)
+        sys.exit(1)
+    click.echo(f"released {customer_id}")
 
 
 def _mount_stack() -> None:

@@ -8,7 +8,6 @@ from typing import Protocol
 
 from alerts.model import Alert
 from rules.state import CustomerState
-from stream.evaluation_queue import PendingLedger
 from stream.events import EventBase
 from stream.windows.store import Claim, WindowUpdate
 
@@ -24,7 +23,7 @@ class SourceRecord:
     value: bytes | None
 
 
-class WindowStore(PendingLedger, Protocol):
+class WindowStore(Protocol):
     async def apply(self, event: EventBase) -> WindowUpdate: ...
 
     async def read(self, customer_id: str) -> CustomerState: ...

@@ -117,6 +117,10 @@ class EvaluationQueue:
             del waiting[entry.trigger.customer_id]
         return due
 
+    def put_back(self, entry: Waiting) -> None:
+        """An evaluation taken by :meth:`take_due` that failed: due again at the next sweep."""
+        self._waiting[entry.trigger.partition].setdefault(entry.trigger.customer_id, entry)
+
     def _expired(self, entry: Waiting) -> None:
         behind = [] if self._progress is None or entry.watermark is None else self._progress.lagging(
             entry.trigger.partition, entry.watermark

@@ -95,6 +95,18 @@ class Metrics:
             ["operation"],
             registry=registry,
         )
+        self.evaluation_errors = Counter(
+            "churnwatch_evaluation_errors_total",
+            "Failures while judging one customer (caught there; other customers go on), by stage: "
+            "event (right after their event), deferred (a waiting evaluation), rule (one rule), sweep.",
+            ["stage"],
+            registry=registry,
+        )
+        self.quarantined_customers = Gauge(
+            "churnwatch_quarantined_customers",
+            "Customers whose evaluation failed repeatedly and is skipped until released (churnwatch quarantine).",
+            registry=registry,
+        )
         self.rules_loaded = Gauge(
             "churnwatch_rules_loaded",
             "Enabled rules in the active rule set.",
@@ -110,6 +122,17 @@ class Metrics:
             "churnwatch_rule_set_info",
             "The active rule set's version (content hash) as a label; value is always 1.",
             ["version"],
+            registry=registry,
+        )
+        self.state_lost = Gauge(
+            "churnwatch_state_lost",
+            "1 while processing is stopped because Redis lost the windows behind the committed offsets "
+            "(epoch marker gone); 0 otherwise. See churnwatch state accept-loss.",
+            registry=registry,
+        )
+        self.state_losses = Counter(
+            "churnwatch_state_losses_total",
+            "Times this worker found Redis emptied behind the consumer group's committed offsets.",
             registry=registry,
         )
 

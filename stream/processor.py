@@ -9,6 +9,8 @@ Delivery guarantee (Kafka is at-least-once, faust can redeliver after a crash or
 - an evaluation that has to wait (:mod:`stream.evaluation_queue`) is recorded in Redis until it ran,
   so a crash does not lose it;
 - an invalid message is dead-lettered with its bytes and position and never stops the partition;
+- a failure while judging one customer is caught at that customer (:mod:`stream.quarantine`): their
+  event still counts, other customers go on, and repeated failures quarantine them;
 - Redis or the alerts topic being unavailable stalls processing (retried with backoff, counted)
   rather than losing events; any other failure dead-letters the event as ``processing_error``.
 """
@@ -29,15 +31,16 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
 from alerts.model import Alert
-from rules.base import Finding, Mode
+from rules.base import Finding, Mode, RuleBase
 from rules.evaluation import evaluate
 from rules.ruleset import RuleSet
 from rules.state import CustomerState
 from stream.contracts import AlertPublisher, DeadLetterSink, SourceRecord, WindowStore
 from stream.decoding import DecodePolicy, Rejection, decode_event
-from stream.evaluation_queue import EvaluationQueue, Trigger
+from stream.evaluation_queue import EvaluationQueue, PendingLedger, Trigger
 from stream.metrics import Metrics
 from stream.progress import InputProgress
+from stream.quarantine import Quarantine
 from stream.windows.store import UpdateOutcome, WindowUpdate
 
 log = logging.getLogger("churnwatch.processor")
@@ -63,6 +66,8 @@ class EventProcessor:
         dead_letters: DeadLetterSink,
         metrics: Metrics,
         decode_policy: DecodePolicy,
+        pending: PendingLedger,
+        quarantine: Quarantine,
         clock: Clock = _utcnow,
         store_retry_max_seconds: float = 5.0,
         alert_max_lag: timedelta | None = None,
@@ -91,8 +96,10 @@ class EventProcessor:
         self._store_retry_max = store_retry_max_seconds
         self._alert_max_lag = alert_max_lag
         self._progress = progress
+        self._quarantine = quarantine
+        self._broken_rules: set[str] = set()
         self._queue = EvaluationQueue(
-            store,
+            pending,
             metrics,
             progress=progress,
             delay_seconds=evaluation_delay.total_seconds(),
@@ -146,35 +153,70 @@ class EventProcessor:
         return update.outcome
 
     async def _evaluate_or_queue(self, trigger: Trigger, update: WindowUpdate, watermark: datetime) -> None:
+        if self._quarantine.holds(trigger.customer_id):
+            return
         if self._queue.must_wait(trigger, watermark):
             await self._retrying("queue", partial(self._queue.add, trigger, watermark))
-        else:
+            return
+        try:
             await self._alert(trigger, watermark, update.state)
+        except Exception as exc:  # this customer's failure: their event counted, the partition goes on
+            await self._retrying("quarantine", partial(self._quarantine.failed, trigger.customer_id, "event", exc))
+        else:
+            self._quarantine.succeeded(trigger.customer_id)
 
     async def sweep_deferred(self) -> None:
         """Run the waiting evaluations that are due, on every partition (called from a timer, so a
-        quiet partition does not keep them waiting); first, those a previous worker left behind."""
-        async with self._lock:
-            await self._retrying("recover", self._queue.recover)
-            for partition in self._queue.partitions():
-                await self._evaluate_due(partition)
+        quiet partition does not keep them waiting); first, those a previous worker left behind.
+        Never raises: a timer that raised would stop the worker."""
+        try:
+            async with self._lock:
+                await self._retrying("quarantine", self._quarantine.refresh)
+                await self._retrying("recover", self._queue.recover)
+                for partition in self._queue.partitions():
+                    await self._evaluate_due(partition)
+        except Exception:
+            self._metrics.evaluation_errors.labels(stage="sweep").inc()
+            log.exception("sweep of waiting evaluations failed; trying again at the next one")
 
     async def _evaluate_due(self, partition: int) -> None:
         """Evaluate the customers whose evaluation waited, on their state as it is now. Their own
-        events may all have been read already, so nothing else would evaluate them."""
+        events may all have been read already, so nothing else would evaluate them. One customer's
+        failure puts their evaluation back (tried again at the next sweep, up to the quarantine)."""
         for waiting in self._queue.take_due(partition):
             trigger = waiting.trigger
-            state = await self._retrying("read", partial(self._store.read, trigger.customer_id))
-            if state.watermark is not None:
-                await self._alert(trigger, state.watermark, state)
+            if not self._quarantine.holds(trigger.customer_id):
+                try:
+                    state = await self._retrying("read", partial(self._store.read, trigger.customer_id))
+                    if state.watermark is not None:
+                        await self._alert(trigger, state.watermark, state)
+                except Exception as exc:
+                    failed = partial(self._quarantine.failed, trigger.customer_id, "deferred", exc)
+                    if not await self._retrying("quarantine", failed):
+                        self._queue.put_back(waiting)
+                        continue
+                else:
+                    self._quarantine.succeeded(trigger.customer_id)
             await self._retrying("queue", partial(self._queue.done, trigger))
+
+    def _rule_failed(self, customer_id: str, rule: RuleBase, error: Exception) -> None:
+        """One rule raising for one customer: the other rules still judge them. The traceback is
+        logged once per rule, so a broken rule does not flood the log with one per customer."""
+        self._metrics.evaluation_errors.labels(stage="rule").inc()
+        first = rule.id not in self._broken_rules
+        self._broken_rules.add(rule.id)
+        log.error(
+            "rule %s failed for customer %r: %s: %s", rule.id, customer_id, type(error).__name__, error,
+            exc_info=error if first else None,
+        )  # fmt: skip
 
     async def _alert(self, trigger: Trigger, now: datetime, state: CustomerState) -> None:
         rule_set = self._rules()
         for rule in rule_set.enabled:
             self._metrics.rule_evaluations.labels(rule=rule.id).inc()
         stale = self._alert_max_lag is not None and self._clock() - now > self._alert_max_lag
-        for finding in evaluate(rule_set.enabled, state, now):
+        on_rule_error = partial(self._rule_failed, trigger.customer_id)
+        for finding in evaluate(rule_set.enabled, state, now, on_rule_error=on_rule_error):
             if stale:
                 self._metrics.alerts_suppressed.labels(rule=finding.rule_id, reason="stale").inc()
             else:

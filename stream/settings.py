@@ -109,12 +109,22 @@ class Settings(BaseSettings):
         description="Rules judge a customer this long after their event, on everything that arrived meanwhile "
         "(set a few seconds when producers send one customer's streams with some skew)",
     )
+    evaluation_max_failures: int = Field(
+        default=3, ge=1, description="Failed evaluations in a row after which a customer is quarantined"
+    )
     max_message_bytes: int = Field(default=64 * 1024, description="Larger messages are dead-lettered")
     feedback_history: int = Field(default=10, ge=2, le=100, description="Survey answers kept per kind")
 
     delivery_attempts: int = Field(default=6, ge=1, description="Tries per alert and sink before giving up")
     delivery_backoff_max: Duration = Field(default=timedelta(seconds=30))
     slack_messages_per_second: float = Field(default=1.0, gt=0, description="Slack's webhook limit")
+
+    state_check_interval: Duration = Field(
+        default=timedelta(seconds=5),
+        gt=timedelta(0),
+        description="How often the worker checks that Redis still holds its epoch marker (one EXISTS); "
+        "a Redis emptied behind the committed offsets is noticed within this",
+    )
 
     def window_policy(self) -> WindowPolicy:
         """What the Redis window script needs from the settings."""

@@ -53,13 +53,27 @@ def delivered(customer_id: str, alert_id: str, sink: str) -> str:
     return f"{PREFIX}:{_tag(customer_id)}:sent:{alert_id}:{sink}"
 
 
-def pending_index() -> str:
+def epoch_marker(app_id: str) -> str:
+    """String (JSON): this Redis holds the app's state since that epoch; see :mod:`stream.state_guard`.
+
+    One per app id (the consumer group whose offsets the state goes with). Written once, never
+    expired: its absence next to committed offsets means Redis was emptied behind them."""
+    return f"{PREFIX}:epoch:{_tag(app_id)}"
+
+
+def pending_index(app_id: str) -> str:
     """Sorted set of customers with an evaluation waiting (score: when it was queued, epoch ms).
 
-    Global, not per customer: a worker that starts must find them without scanning every key."""
-    return f"{PREFIX}:pending"
+    One per app id, not per customer: a worker that starts must find them without scanning every
+    key; namespaced so another deployment on the same Redis never sees them."""
+    return f"{PREFIX}:pending:{_tag(app_id)}"
 
 
-def pending_triggers() -> str:
+def pending_triggers(app_id: str) -> str:
     """Hash: customer id -> what triggered their waiting evaluation (JSON)."""
-    return f"{PREFIX}:pending:triggers"
+    return f"{PREFIX}:pending:{_tag(app_id)}:triggers"
+
+
+def quarantine(app_id: str) -> str:
+    """Hash: customer id -> why their evaluation was given up (JSON); see :mod:`stream.quarantine`."""
+    return f"{PREFIX}:quarantine:{_tag(app_id)}"

@@ -7,10 +7,8 @@ pipelined round trip. Scripts are atomic, so a crash between two events never le
 from __future__ import annotations
 
 import hashlib
-import json
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
@@ -20,7 +18,6 @@ from typing import Any
 from redis.asyncio import Redis
 
 from rules.state import CustomerState, from_epoch_ms
-from stream.evaluation_queue import Trigger
 from stream.events import EventBase, FeedbackEvent, InteractionEvent, PurchaseEvent
 from stream.windows import keys
 from stream.windows.codec import state_from_hash, to_cents
@@ -135,26 +132,6 @@ class RedisWindowStore:
             await self._update(keys=window_keys, args=args, client=pipe)
         replies = await pipe.execute()
         return [self._decode(e, r) for e, r in zip(events, replies, strict=True)]
-
-    async def mark_pending(self, trigger: Trigger) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.zadd(keys.pending_index(), {trigger.customer_id: int(time.time() * 1000)}, nx=True)
-        pipe.hset(keys.pending_triggers(), trigger.customer_id, json.dumps(asdict(trigger)))
-        await pipe.execute()
-
-    async def clear_pending(self, customer_id: str) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.zrem(keys.pending_index(), customer_id)
-        pipe.hdel(keys.pending_triggers(), customer_id)
-        await pipe.execute()
-
-    async def load_pending(self, limit: int) -> list[Trigger]:
-        members: list[Any] = await self._redis.zrange(keys.pending_index(), 0, limit - 1)
-        customers = [_str(member) for member in members]
-        if not customers:
-            return []
-        triggers = await self._redis.hmget(keys.pending_triggers(), customers)
-        return [Trigger(**json.loads(raw)) for raw in triggers if raw is not None]
 
     async def read(self, customer_id: str) -> CustomerState:
         return state_from_hash(customer_id, await self._redis.hgetall(keys.customer_state(customer_id)))

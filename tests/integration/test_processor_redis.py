@@ -15,8 +15,11 @@ from stream.contracts import SourceRecord
 from stream.decoding import DecodePolicy
 from stream.events import EventBase
 from stream.metrics import Metrics
+from stream.pending_ledger import RedisPendingLedger
 from stream.processor import EventProcessor
 from stream.progress import InputProgress
+from stream.quarantine import Quarantine, RedisQuarantineLedger
+from stream.windows import keys
 from stream.windows.store import RedisWindowStore, UpdateOutcome, WindowPolicy
 from tests.events_factory import feedback, interaction, purchase, unique_customer, weekly_purchases, wire
 from tests.fakes import RecordingDeadLetters, RecordingPublisher
@@ -25,6 +28,9 @@ DEFAULT_RULES = Path(__file__).resolve().parents[2] / "rules" / "defaults"
 KINDS = {"p": "purchase", "i": "interaction", "f": "feedback"}
 TOPIC_OF = {"PurchaseEvent": "p", "InteractionEvent": "i", "FeedbackEvent": "f"}
 NOW = datetime.now(UTC).replace(microsecond=0)
+APP_ID = "churnwatch-processor-tests"
+YEAR_ZERO_MS = -62_200_000_000_000
+"""Before year 1: what a first purchase at 0001-01-01T00:00:00+05:00 stored, before the contract refused it."""
 
 
 class SimulatedCrash(BaseException):
@@ -33,8 +39,14 @@ class SimulatedCrash(BaseException):
 
 class Harness:
     def __init__(
-        self, redis: Redis, rules: RuleSet, progress: InputProgress | None = None, delay: timedelta = timedelta(0)
+        self,
+        redis: Redis,
+        rules: RuleSet,
+        progress: InputProgress | None = None,
+        delay: timedelta = timedelta(0),
+        app_id: str = APP_ID,
     ) -> None:
+        self.app_id = app_id
         self.publisher = RecordingPublisher()
         self.dead = RecordingDeadLetters()
         self.metrics = Metrics(CollectorRegistry())
@@ -49,6 +61,8 @@ class Harness:
             dead_letters=self.dead,
             metrics=self.metrics,
             decode_policy=DecodePolicy(max_message_bytes=8192, max_future_skew=timedelta(hours=1), currency="USD"),
+            pending=RedisPendingLedger(redis, app_id),
+            quarantine=Quarantine(RedisQuarantineLedger(redis, app_id), self.metrics, max_failures=3),
             progress=progress,
             evaluation_delay=delay,
         )
@@ -248,3 +262,74 @@ async def test_evaluations_left_waiting_by_a_crashed_worker_run_on_the_next(redi
     assert mine == ["nps-detractor", "purchase-frequency-drop"]
     await successor.processor.sweep_deferred()  # done: nothing is left waiting for it
     assert sorted(a.rule_id for a in successor.publisher.alerts if a.customer_id == cid) == mine
+
+
+async def poison(redis: Redis, customer_id: str) -> None:
+    """State that cannot be decoded, as the year-0 purchase left it before the contract refused such times."""
+    await redis.hset(keys.customer_state(customer_id), "fp", YEAR_ZERO_MS)
+
+
+def errors(harness: Harness, stage: str) -> float:
+    return harness.metrics.registry.get_sample_value("churnwatch_evaluation_errors_total", {"stage": stage}) or 0.0
+
+
+async def test_a_customer_whose_waiting_evaluation_keeps_failing_is_quarantined_and_others_go_on(redis: Redis) -> None:
+    harness = Harness(redis, load_rule_set(DEFAULT_RULES), delay=timedelta(seconds=0.05), app_id=unique_customer("app"))
+    bad = unique_customer("poisoned")
+    await harness.feed([purchase(bad, NOW - timedelta(days=3))])
+    await poison(redis, bad)
+    good, events = fading_customer()
+    await harness.feed([*events, feedback(good, NOW, 3)])
+
+    for _ in range(4):  # the timer's sweeps: none may raise
+        await asyncio.sleep(0.06)
+        await harness.processor.sweep_deferred()
+
+    assert sorted(a.rule_id for a in harness.publisher.alerts) == ["nps-detractor", "purchase-frequency-drop"]
+    assert errors(harness, "deferred") == 3
+    ledger = RedisQuarantineLedger(redis, harness.app_id)
+    [entry] = await ledger.entries()
+    assert (entry.customer_id, entry.stage, entry.failures) == (bad, "deferred", 3)
+    assert "year" in entry.error
+    assert harness.metrics.registry.get_sample_value("churnwatch_quarantined_customers") == 1
+    assert await RedisPendingLedger(redis, harness.app_id).load_pending(100) == []  # given up, not retried for ever
+
+    applied = harness.count("p", "ok")
+    await harness.feed([purchase(bad, NOW - timedelta(days=1))])  # still applied while held, not judged
+    await asyncio.sleep(0.06)
+    await harness.processor.sweep_deferred()
+    assert harness.count("p", "ok") == applied + 1
+    assert errors(harness, "deferred") == 3
+
+
+async def test_without_a_delay_a_failing_evaluation_does_not_dead_letter_the_event_that_was_applied(
+    redis: Redis,
+) -> None:
+    harness = Harness(redis, load_rule_set(DEFAULT_RULES), app_id=unique_customer("app"))
+    bad = unique_customer("poisoned")
+    await harness.feed([purchase(bad, NOW - timedelta(days=3))])
+    await poison(redis, bad)
+
+    outcomes = await harness.feed([purchase(bad, NOW - timedelta(days=2)), feedback(bad, NOW, 2)])
+    good, events = fading_customer()
+    await harness.feed([*events, feedback(good, NOW, 3)])
+
+    assert outcomes == [UpdateOutcome.OK, UpdateOutcome.OK]
+    assert harness.dead.records == []
+    assert errors(harness, "event") == 2
+    assert {a.customer_id for a in harness.publisher.alerts} == {good}
+
+
+async def test_waiting_evaluations_of_another_app_id_are_not_this_workers(redis: Redis) -> None:
+    lagging = InputProgress(("p", "i", "f"), tolerance=timedelta(minutes=10), highwater=lambda t, _: 10_000)
+    cid = unique_customer("other-app")
+    other = Harness(redis, load_rule_set(DEFAULT_RULES), lagging, app_id=unique_customer("app-a"))
+    await other.feed([purchase(unique_customer("early"), NOW - timedelta(days=50))])  # purchases far behind
+    await other.feed([feedback(cid, NOW, 3)])
+    assert len(await RedisPendingLedger(redis, other.app_id).load_pending(100)) == 1
+
+    caught_up = InputProgress(("p", "i", "f"), tolerance=timedelta(minutes=10), highwater=lambda t, _: 0)
+    mine = Harness(redis, load_rule_set(DEFAULT_RULES), caught_up, app_id=unique_customer("app-b"))
+    await mine.processor.sweep_deferred()
+    assert mine.publisher.alerts == []
+    assert len(await RedisPendingLedger(redis, other.app_id).load_pending(100)) == 1
