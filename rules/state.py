@@ -71,6 +71,9 @@ class CustomerState:
     first_purchase_at: datetime | None = None
     last_purchase_at: datetime | None = None
     lifetime_purchases: int = 0
+    lifetime_purchase_days: int = 0
+    """Distinct UTC days with a purchase, over the customer's whole life (not only the horizon):
+    BG/NBD's repeat count is this minus one."""
     lifetime_spend: float = 0.0
     interactions_by_kind: Mapping[str, Mapping[int, int]] = field(default_factory=dict)
     last_interaction_at: datetime | None = None

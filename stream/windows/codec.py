@@ -2,7 +2,8 @@
 
 Pure (no Redis calls), so the field layout is unit-tested without a server. The layout:
 ``wm`` latest event time (ms); ``p`` JSON ``{day: [purchases, cents]}`` per UTC day number;
-``fp``/``lp`` first/last purchase (ms); ``pn``/``ps`` lifetime count and cents;
+``fp``/``lp`` first/last purchase (ms); ``pn``/``ps`` lifetime count and cents; ``pdn`` lifetime
+count of distinct purchase days (absent in state written before it existed: the day buckets stand in);
 ``i:<kind>`` JSON ``{day: count}``; ``li`` last interaction (ms); ``f:<kind>`` JSON
 ``[[ms, score], ...]`` oldest first; ``sg``/``sgt`` segment of the newest event that had one, and its time;
 ``a:<rule>`` alert claims; ``pd`` last day the series were pruned.
@@ -52,7 +53,7 @@ def state_from_hash(
             )
         elif name == "sg":
             segment = value
-        elif not rest and name in ("wm", "fp", "lp", "pn", "ps", "li"):
+        elif not rest and name in ("wm", "fp", "lp", "pn", "pdn", "ps", "li"):
             scalars[name] = int(value)
 
     def moment(name: str) -> datetime | None:
@@ -66,6 +67,7 @@ def state_from_hash(
         first_purchase_at=moment("fp"),
         last_purchase_at=moment("lp"),
         lifetime_purchases=scalars.get("pn", 0),
+        lifetime_purchase_days=scalars.get("pdn") or len(purchases),
         lifetime_spend=scalars.get("ps", 0) / 100,
         interactions_by_kind=interactions,
         last_interaction_at=moment("li"),

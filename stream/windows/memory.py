@@ -52,6 +52,7 @@ class _Customer:
     fp: int = 0
     lp: int = 0
     pn: int = 0
+    pdn: int = 0
     ps: int = 0
     li: int = 0
     sg: str | None = None
@@ -67,7 +68,7 @@ class _Customer:
             out[f"i:{kind}"] = json.dumps({str(d): n for d, n in series.items()})
         for kind, answers in self.feedback.items():
             out[f"f:{kind}"] = json.dumps([list(a) for a in answers])
-        for name in ("wm", "fp", "lp", "pn", "ps", "li", "pd", "sgt"):
+        for name in ("wm", "fp", "lp", "pn", "pdn", "ps", "li", "pd", "sgt"):
             value: int = getattr(self, name)
             if value:  # the decoder reads an absent scalar as 0 / None, as it reads a 0
                 out[name] = str(value)
@@ -116,6 +117,8 @@ class MemoryWindows:
                 bucket[1] += cents
             else:
                 c.purchases[day] = [1, cents]
+                if day >= oldest:
+                    c.pdn += 1
             c.pn += 1
             c.ps += cents
             if c.fp == 0 or t < c.fp:

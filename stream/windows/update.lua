@@ -67,6 +67,7 @@ if stream == 'p' then
     bucket[2] = bucket[2] + cents
   else
     series[day] = {1, cents}
+    if tonumber(day) >= oldest then redis.call('HINCRBY', state, 'pdn', 1) end
   end
   save('p', series)
   redis.call('HINCRBY', state, 'pn', 1)

@@ -159,3 +159,18 @@ async def test_segment_survives_an_older_event_arriving_after_a_newer_one_withou
     await store.apply(interaction(cid, NOW))  # newest, no segment
     await store.apply(interaction(cid, NOW - timedelta(days=5), segment="vip"))  # older, arrives late
     assert (await store.read(cid)).segment == "vip"
+
+
+async def test_lifetime_purchase_days_count_distinct_days_and_outlive_the_horizon(store: RedisWindowStore) -> None:
+    cid = unique_customer()
+    for moment in (NOW - timedelta(days=140), NOW - timedelta(days=140, hours=2), NOW - timedelta(days=3)):
+        await store.apply(purchase(cid, moment))
+    assert (await store.read(cid)).lifetime_purchase_days == 2  # two purchases on one day count once
+
+    moved_on = (await store.apply(purchase(cid, NOW + timedelta(days=30)))).state  # day -140 leaves the horizon
+    assert moved_on.purchases_by_day.keys() == {
+        day_number(NOW - timedelta(days=3)),
+        day_number(NOW + timedelta(days=30)),
+    }
+    assert moved_on.lifetime_purchase_days == 3
+    assert moved_on.lifetime_purchases == 4

@@ -63,6 +63,7 @@ def customer(
         first_purchase_at=times[0] if times else None,
         last_purchase_at=times[-1] if times else None,
         lifetime_purchases=len(times),
+        lifetime_purchase_days=len(purchases),
         lifetime_spend=amount * len(times) if amounts is None else sum(price for _, price in bought),
         interactions_by_kind=by_kind,
         last_interaction_at=max(touched) if touched else None,
