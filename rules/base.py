@@ -111,6 +111,13 @@ class Condition(BaseModel):
     def check(self, ctx: EvaluationContext) -> Verdict:
         raise NotImplementedError
 
+    def next_check(self, ctx: EvaluationContext) -> datetime | None:
+        """When, if the customer sends nothing more, this condition's verdict may next change (a
+        silence crossing its threshold, a score decaying into a band): the customer is judged again
+        then, at that moment as "now". None: only a new event can change it. A moment at or before
+        ``ctx.now`` is not a change to wait for (the verdict at ``now`` already holds)."""
+        return None
+
 
 class RuleMeta(BaseModel):
     """Fields every rule has, whatever its kind."""

@@ -89,3 +89,25 @@ def evaluate(
         if finding is not None:
             findings.append(finding)
     return findings
+
+
+def next_due(
+    rules: Iterable[RuleBase], state: CustomerState, now: datetime, *, on_rule_error: RuleErrorHandler | None = None
+) -> datetime | None:
+    """The one answer to "when is this customer judged next, if they send nothing": the earliest
+    moment after ``now`` at which an enabled rule in whose scope they are may change its verdict."""
+    ctx = EvaluationContext(state, now)
+    moments = []
+    for rule in rules:
+        if not rule.enabled:
+            continue
+        try:
+            moment = rule.next_check(ctx) if in_scope(rule, ctx) else None
+        except Exception as exc:
+            if on_rule_error is None:
+                raise
+            on_rule_error(rule, exc)
+            continue
+        if moment is not None and moment > now:
+            moments.append(moment)
+    return min(moments, default=None)

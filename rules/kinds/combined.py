@@ -6,6 +6,7 @@ evidence is merged, a name two children share being prefixed with the child's ki
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
@@ -30,6 +31,11 @@ class _Combined(Condition):
 
     def _verdicts(self, ctx: EvaluationContext) -> list[tuple[Condition, Verdict]]:
         return [(child, child.check(ctx)) for child in self.conditions]
+
+    def next_check(self, ctx: EvaluationContext) -> datetime | None:
+        """The earliest moment any child may change."""
+        moments = [m for child in self.conditions if (m := child.next_check(ctx)) is not None]
+        return min(moments, default=None)
 
     @staticmethod
     def _merge(verdicts: list[tuple[Condition, Verdict]]) -> dict[str, EvidenceValue]:
