@@ -36,9 +36,13 @@ from stream.progress import InputProgress
 from stream.quarantine import Quarantine, RedisQuarantineLedger
 from stream.rules_reload import ActiveRules, RuleReloader
 from stream.settings import Settings
+from stream.state_guard import build_state_guard
 from stream.windows.store import RedisWindowStore
 
 log = logging.getLogger("churnwatch.app")
+
+READINESS_TIMEOUT = 0.5
+"""Seconds /readyz waits for Redis's PING: a probe must answer quickly, whatever the data path waits."""
 
 
 def _raw_topic(app: faust.App, *names: str) -> faust.TopicT:
@@ -109,6 +113,11 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
 
     redis = Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
     store = RedisWindowStore(redis, settings.window_policy())
+    # Its own client: a probe must not queue behind, or share the timeouts of, the data path's calls.
+    probe_redis = Redis.from_url(
+        settings.redis_url, socket_timeout=READINESS_TIMEOUT, socket_connect_timeout=READINESS_TIMEOUT
+    )
+    guard = build_state_guard(settings, redis, metrics)
     processor = EventProcessor(
         stream_kinds=topics.event_kinds,
         store=store,
@@ -137,6 +146,7 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
     @app.agent(events_topic, concurrency=1, name="churnwatch.consume_events")
     async def consume_events(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
+            await guard.admit()  # waits while Redis's state is unchecked or lost: the event stays unacked
             message = event.message
             await processor.process(
                 SourceRecord(message.topic, message.partition, message.offset, message.key, message.value)
@@ -171,14 +181,22 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
     @app.page("/readyz")
     async def readyz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         try:
-            await redis.ping()
+            await asyncio.wait_for(probe_redis.ping(), READINESS_TIMEOUT)
         except Exception as exc:  # readiness reports any failure rather than raising
             return web.json({"status": "redis unavailable", "error": type(exc).__name__}, status=503)
+        state_problem = guard.readiness()
+        if state_problem is not None:
+            return web.json(state_problem, status=503)
         return web.json({"status": "ready", "rule_set": active().version})
 
     @app.timer(0.25)  # type: ignore[untyped-decorator]  # faust does not type its decorators
     async def run_deferred_evaluations() -> None:
-        await processor.sweep_deferred()
+        if guard.processing_allowed:  # never judge a customer on a Redis that lost their history
+            await processor.sweep_deferred()
+
+    @app.task  # type: ignore[untyped-decorator]  # faust does not type its decorators
+    async def check_redis_state() -> None:
+        await guard.watch(settings.state_check_interval.total_seconds())
 
     @app.task  # type: ignore[untyped-decorator]  # faust does not type its decorators
     async def reload_rules_on_change_or_sighup() -> None:

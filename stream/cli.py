@@ -210,6 +210,39 @@ def quarantine_release(customer_id: str) -> None:
     click.echo(f"released {customer_id}")
 
 
+@main.group()
+def state() -> None:
+    """The worker's Redis state: what to do when Redis lost it (see churnwatch_state_lost)."""
+
+
+@state.command("accept-loss")
+def state_accept_loss() -> None:
+    """Go on with empty windows after Redis lost them: write a new epoch marker for CHURNWATCH_APP_ID.
+
+    Workers stopped by the loss resume within CHURNWATCH_STATE_CHECK_INTERVAL. Prefer restoring Redis
+    from its AOF or snapshot; after a replay of the topics' history, run this before starting the workers."""
+    from redis.asyncio import Redis
+
+    from stream.state_guard import EpochMarker, RedisEpochStore, accept_loss
+
+    settings = Settings()
+
+    async def run() -> tuple[bool, EpochMarker | None]:
+        redis = Redis.from_url(settings.redis_url)
+        try:
+            return await accept_loss(RedisEpochStore(redis, settings.app_id))
+        finally:
+            await redis.aclose()
+
+    written, marker = asyncio.run(run())
+    seen = f"epoch {marker.epoch}, {marker.origin}, {marker.created_at.isoformat()}" if marker else "unreadable"
+    if written:
+        click.echo(f"new epoch marker for app {settings.app_id!r}: {seen}")
+        click.echo(f"workers resume within {settings.state_check_interval.total_seconds():g} s, with empty windows")
+    else:
+        click.echo(f"Redis already holds the epoch marker for app {settings.app_id!r} ({seen}): nothing to accept")
+
+
 def _mount_stack() -> None:
     from stream.localstack.cli import stack_group
 
