@@ -7,8 +7,10 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry
 
 from stream.metrics import Metrics
@@ -257,3 +259,13 @@ def test_the_check_interval_defaults_to_five_seconds(monkeypatch: pytest.MonkeyP
     assert Settings().state_check_interval.total_seconds() == 5
     monkeypatch.setenv("CHURNWATCH_STATE_CHECK_INTERVAL", "1s")
     assert Settings().state_check_interval.total_seconds() == 1
+
+
+def test_the_compose_files_redis_is_what_production_needs() -> None:
+    compose = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text())
+    redis = compose["services"]["redis"]
+    args = redis["command"][1:]
+    config = {flag.removeprefix("--"): value for flag, value in zip(args[::2], args[1::2], strict=True)}
+    assert durability_problems(config) == [] and config["appendfsync"] == "everysec"
+    volume = next(v for v in redis["volumes"] if v.endswith(":/data"))  # the image's working directory
+    assert volume.split(":")[0] in compose["volumes"]  # a named volume: it outlives the container
