@@ -11,8 +11,10 @@ from rules.kinds.combined import AllCondition, AnyCondition
 from rules.kinds.detractor import DetractorCondition
 from rules.kinds.expression import ExpressionCondition
 from rules.kinds.health_score import HealthScoreCondition
+from rules.kinds.inactivity import InactivityCondition
 from rules.kinds.interaction_drop import InteractionDropCondition
 from rules.kinds.low_score import LowScoreCondition
+from rules.kinds.overdue import OverdueCondition
 from rules.kinds.purchase_frequency_drop import PurchaseFrequencyDropCondition
 from rules.kinds.spend_drop import SpendDropCondition
 from rules.kinds.spike import SpikeCondition
@@ -26,6 +28,8 @@ LEAF_KINDS: tuple[type[Condition], ...] = (
     InteractionDropCondition,
     LowScoreCondition,
     SpikeCondition,
+    InactivityCondition,
+    OverdueCondition,
 )
 
 LeafCondition = Annotated[Union[LEAF_KINDS], Field(discriminator="kind")]  # type: ignore[valid-type]  # noqa: UP007

@@ -1,0 +1,100 @@
+"""The absence kinds: inactivity (a fixed silence) and overdue (a silence against the customer's own rhythm)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from rules.cadence import cadence, quantile
+from rules.context import EvaluationContext
+from rules.kinds.inactivity import InactivityCondition
+from rules.kinds.overdue import OverdueCondition
+from tests.unit.state_builder import NOW, check, customer, days_ago, weekly
+
+OVERDUE = OverdueCondition(kind="overdue", multiple=3.0, min_purchase_days=4, min_silence=timedelta(days=14))
+SIXTY_DAYS = InactivityCondition(kind="inactivity", silent_for=timedelta(days=60))
+
+
+def yearly(years: int, last_days_ago: float) -> list[float]:
+    return [last_days_ago + 365 * n for n in range(years)]
+
+
+@pytest.mark.parametrize(
+    ("name", "purchases", "fires"),
+    [
+        ("weekly buyer silent for 20 days: under 3 gaps", weekly(118, 20), False),
+        ("weekly buyer silent for 21 days: 3 gaps", weekly(119, 21), True),
+        ("weekly buyer silent for 5 weeks", weekly(119, 35), True),
+        ("weekly buyer who just bought", weekly(119, 0), False),
+        ("yearly buyer silent for 5 weeks", yearly(4, 35), False),
+        ("yearly buyer silent for 3 years and a day", yearly(4, 3 * 365 + 1), True),
+        ("three purchase days are too few to know a rhythm", [60.0, 53.0, 46.0], False),
+        ("daily buyer silent for 10 days: under min_silence", [float(d) for d in range(100, 9, -1)], False),
+        ("daily buyer silent for 14 days", [float(d) for d in range(100, 13, -1)], True),
+    ],
+)
+def test_overdue_against_own_rhythm(name: str, purchases: list[float], fires: bool) -> None:
+    assert check(OVERDUE, customer(purchases)).fired is fires, name
+
+
+def test_overdue_evidence_and_one_episode_per_silence() -> None:
+    verdict = check(OVERDUE, customer(weekly(119, 35)))
+    assert verdict.evidence["typical_gap_days"] == 7.0
+    assert verdict.evidence["threshold_days"] == 21.0
+    assert verdict.evidence["days_since_last_purchase"] == 35.0
+    later = check(OVERDUE, customer(weekly(119, 35)), NOW + timedelta(days=10))
+    assert later.episode == verdict.episode  # the same silence: alerted once
+
+
+def test_overdue_next_check_is_the_moment_it_fires() -> None:
+    state = customer(weekly(115, 10))
+    due = OVERDUE.next_check(EvaluationContext(state, NOW))
+    assert due == days_ago(10) + timedelta(days=21)
+    assert not check(OVERDUE, state, due - timedelta(minutes=1)).fired
+    assert check(OVERDUE, state, due).fired
+
+
+def test_yearly_buyers_rhythm_comes_from_the_lifetime_when_the_horizon_holds_too_little() -> None:
+    rhythm = cadence(customer(yearly(4, 35)))
+    assert rhythm.purchase_days == 4
+    assert rhythm.typical_gap_days == pytest.approx(365.0)
+
+
+def test_quantile_interpolates_like_numpy() -> None:
+    assert quantile([1, 2, 3, 10], 0.5) == 2.5
+    assert quantile([7], 0.75) == 7
+    assert quantile([1, 3], 0.75) == 2.5
+
+
+@pytest.mark.parametrize(
+    ("purchases", "fires"),
+    [([100.0, 59.0], False), ([100.0, 60.0], True), ([], False)],
+    ids=["59 days", "60 days", "never bought"],
+)
+def test_inactivity_of_purchases(purchases: list[float], fires: bool) -> None:
+    assert check(SIXTY_DAYS, customer(purchases)).fired is fires
+
+
+def test_inactivity_next_check_and_episode() -> None:
+    state = customer([100.0, 30.0])
+    ctx = EvaluationContext(state, NOW)
+    assert SIXTY_DAYS.next_check(ctx) == days_ago(30) + timedelta(days=60)
+    fired = check(SIXTY_DAYS, state, NOW + timedelta(days=30))
+    assert fired.fired and fired.episode == f"silent-since@{days_ago(30).isoformat()}"
+
+
+def test_inactivity_of_chosen_interaction_kinds_ignores_others() -> None:
+    rule = InactivityCondition(
+        kind="inactivity", activity="interaction", interaction_kinds=("login",), silent_for=timedelta(days=30)
+    )
+    state = customer([90.0], interactions={"login": [45.0], "email_open": [1.0]})
+    verdict = check(rule, state)
+    assert verdict.fired
+    assert 43.5 <= verdict.evidence["days_silent"] <= 45  # the end of the login's day
+
+
+def test_inactivity_rejects_kinds_for_purchases() -> None:
+    with pytest.raises(ValidationError, match="interaction_kinds applies only"):
+        InactivityCondition(kind="inactivity", interaction_kinds=("login",), silent_for=timedelta(days=30))
