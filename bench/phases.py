@@ -33,6 +33,7 @@ from bench.workload import Message, Workload
 from rules.ruleset import RuleSet
 from stream.contracts import SourceRecord
 from stream.decoding import DecodePolicy, decode_event
+from stream.due_index import RedisDueIndex
 from stream.events import AnyEvent
 from stream.localstack import StackInfo
 from stream.metrics import Metrics
@@ -168,6 +169,7 @@ async def processor_in_process(
         metrics=metrics,
         decode_policy=policy,
         pending=RedisPendingLedger(redis, settings.app_id),
+        due=RedisDueIndex(redis, settings.app_id),
         quarantine=Quarantine(RedisQuarantineLedger(redis, settings.app_id), metrics, max_failures=3),
         alert_max_lag=settings.alert_max_lag,
     )

@@ -145,12 +145,16 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
     # concurrency=1: faust can commit past an in-flight message with concurrency > 1 (faust #606).
     @app.agent(events_topic, concurrency=1, name="churnwatch.consume_events")
     async def consume_events(stream: faust.StreamT[bytes]) -> None:
+        # The guard holds the agent while Redis's state is unchecked or lost (stream/state_guard.py).
+        await guard.admit()  # before the first event is taken
         async for event in stream.events():
-            await guard.admit()  # waits while Redis's state is unchecked or lost: the event stays unacked
+            await guard.admit()  # one that arrived after a loss was noticed waits unacked: no commit past it
             message = event.message
             await processor.process(
                 SourceRecord(message.topic, message.partition, message.offset, message.key, message.value)
             )
+            event.ack()  # what faust does when the next one is taken; done here so the wait below holds none
+            await guard.done_with_event()  # a worker stopped between events can shut down and rebalance
 
     @app.agent(alerts_topic, concurrency=1, name="churnwatch.deliver_alerts")
     async def deliver_alerts(stream: faust.StreamT[bytes]) -> None:

@@ -102,6 +102,11 @@ class Metrics:
             ["stage"],
             registry=registry,
         )
+        self.due_judged = Counter(
+            "churnwatch_due_judged_total",
+            "Customers judged by the due scan: time, not an event, made them due (a silence crossing a threshold).",
+            registry=registry,
+        )
         self.quarantined_customers = Gauge(
             "churnwatch_quarantined_customers",
             "Customers whose evaluation failed repeatedly and is skipped until released (churnwatch quarantine).",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TypeVar
@@ -32,11 +32,12 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 
 from alerts.model import Alert
 from rules.base import Finding, Mode, RuleBase
-from rules.evaluation import evaluate
+from rules.evaluation import evaluate, next_due
 from rules.ruleset import RuleSet
 from rules.state import CustomerState
 from stream.contracts import AlertPublisher, DeadLetterSink, SourceRecord, WindowStore
 from stream.decoding import DecodePolicy, Rejection, decode_event
+from stream.due_index import DueIndex
 from stream.evaluation_queue import EvaluationQueue, PendingLedger, Trigger
 from stream.metrics import Metrics
 from stream.progress import InputProgress
@@ -44,6 +45,11 @@ from stream.quarantine import Quarantine
 from stream.windows.store import UpdateOutcome, WindowUpdate
 
 log = logging.getLogger("churnwatch.processor")
+
+DUE_TRIGGER = "churnwatch.due"
+"""The trigger topic of a judgement made by the due scan (no event triggered it: time did)."""
+DUE_SCAN_LIMIT = 1000
+"""Customers claimed per partition and scan; more due wait for the next scan."""
 
 T = TypeVar("T")
 _STORE_ERRORS: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -68,6 +74,7 @@ class EventProcessor:
         decode_policy: DecodePolicy,
         pending: PendingLedger,
         quarantine: Quarantine,
+        due: DueIndex,
         clock: Clock = _utcnow,
         store_retry_max_seconds: float = 5.0,
         alert_max_lag: timedelta | None = None,
@@ -97,6 +104,7 @@ class EventProcessor:
         self._alert_max_lag = alert_max_lag
         self._progress = progress
         self._quarantine = quarantine
+        self._due = due
         self._broken_rules: set[str] = set()
         self._queue = EvaluationQueue(
             pending,
@@ -159,7 +167,7 @@ class EventProcessor:
             await self._retrying("queue", partial(self._queue.add, trigger, watermark))
             return
         try:
-            await self._alert(trigger, watermark, update.state)
+            await self._judge(trigger, watermark, update.state)
         except Exception as exc:  # this customer's failure: their event counted, the partition goes on
             await self._retrying("quarantine", partial(self._quarantine.failed, trigger.customer_id, "event", exc))
         else:
@@ -189,7 +197,7 @@ class EventProcessor:
                 try:
                     state = await self._retrying("read", partial(self._store.read, trigger.customer_id))
                     if state.watermark is not None:
-                        await self._alert(trigger, state.watermark, state)
+                        await self._judge(trigger, state.watermark, state)
                 except Exception as exc:
                     failed = partial(self._quarantine.failed, trigger.customer_id, "deferred", exc)
                     if not await self._retrying("quarantine", failed):
@@ -198,6 +206,49 @@ class EventProcessor:
                 else:
                     self._quarantine.succeeded(trigger.customer_id)
             await self._retrying("queue", partial(self._queue.done, trigger))
+
+    async def scan_due(self, partitions: Iterable[int], *, limit: int = DUE_SCAN_LIMIT) -> int:
+        """Judge the customers of ``partitions`` whose due moment has passed (a silence crossed a
+        threshold), with the clock's time as "now"; return how many. Called from a timer, so it
+        never raises: one customer's failure is theirs (quarantine), a scan's is counted and the
+        next scan tries again."""
+        now = self._clock()
+        judged = 0
+        try:
+            async with self._lock:
+                for partition in partitions:
+                    claim = partial(self._due.claim_due, partition, now, limit)
+                    for customer_id in await self._retrying("due", claim):
+                        await self._judge_due(partition, customer_id, now)
+                        self._metrics.due_judged.inc()
+                        judged += 1
+        except Exception:
+            self._metrics.evaluation_errors.labels(stage="scan").inc()
+            log.exception("scan of due customers failed; trying again at the next one")
+        return judged
+
+    async def _judge_due(self, partition: int, customer_id: str, now: datetime) -> None:
+        if self._quarantine.holds(customer_id):
+            await self._retrying("due", partial(self._due.schedule, partition, customer_id, None))
+            return
+        try:
+            state = await self._retrying("read", partial(self._store.read, customer_id))
+            if state.watermark is None:  # forgotten (idle ttl): nothing left to judge
+                await self._retrying("due", partial(self._due.schedule, partition, customer_id, None))
+                return
+            trigger = Trigger(customer_id, f"due@{int(now.timestamp() * 1000)}", DUE_TRIGGER, partition)
+            await self._judge(trigger, now, state)
+        except Exception as exc:  # left leased: judged again once the lease runs out, up to the quarantine
+            await self._retrying("quarantine", partial(self._quarantine.failed, customer_id, "due", exc))
+        else:
+            self._quarantine.succeeded(customer_id)
+
+    async def _judge(self, trigger: Trigger, now: datetime, state: CustomerState) -> None:
+        """Alert on what fires at ``now``, then write when the customer must next be judged."""
+        await self._alert(trigger, now, state)
+        on_rule_error = partial(self._rule_failed, trigger.customer_id)
+        due = next_due(self._rules().enabled, state, now, on_rule_error=on_rule_error)
+        await self._retrying("due", partial(self._due.schedule, trigger.partition, trigger.customer_id, due))
 
     def _rule_failed(self, customer_id: str, rule: RuleBase, error: Exception) -> None:
         """One rule raising for one customer: the other rules still judge them. The traceback is

@@ -109,6 +109,11 @@ class Settings(BaseSettings):
         description="Rules judge a customer this long after their event, on everything that arrived meanwhile "
         "(set a few seconds when producers send one customer's streams with some skew)",
     )
+    due_scan_interval: Duration = Field(
+        default=timedelta(seconds=5),
+        gt=timedelta(0),
+        description="How often customers whose silence crossed a rule's threshold are looked for and judged",
+    )
     evaluation_max_failures: int = Field(
         default=3, ge=1, description="Failed evaluations in a row after which a customer is quarantined"
     )

@@ -15,11 +15,12 @@ absent                no                                          initialise
 absent                yes                                         lost
 ====================  ==========================================  ==============
 
-"Lost" stops event processing (the agent waits before its next event, so nothing is applied to
-the empty Redis and no offset is committed past it), turns ``/readyz`` to 503 with the reason,
-sets ``churnwatch_state_lost`` and logs one ERROR with the ways out. It ends when a marker is there
-again: Redis restored from its AOF or snapshot, or ``churnwatch state accept-loss``
-(:func:`accept_loss`) after a replay of the topics' history or to go on with empty windows.
+"Lost" stops event processing (the agent waits before it takes its next event, or, for one taken
+just after the loss was noticed, holds it unacked: nothing more is applied to the empty Redis and
+no offset is committed past it), turns ``/readyz`` to 503 with the reason, sets
+``churnwatch_state_lost`` and logs one ERROR with the ways out. It ends when a marker is there again:
+Redis restored from its AOF or snapshot, or ``churnwatch state accept-loss`` (:func:`accept_loss`)
+after a replay of the topics' history or to go on with empty windows.
 
 The check runs at start and every ``CHURNWATCH_STATE_CHECK_INTERVAL`` (one EXISTS; Kafka is asked
 only when the marker is missing), so a Redis emptied while the worker runs is noticed within that
@@ -36,12 +37,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from stream.connections import kafka_client_kwargs
 from stream.metrics import Metrics
 from stream.settings import Settings
 from stream.windows import keys
@@ -148,13 +150,14 @@ class KafkaCommittedOffsets:
     """The consumer group's committed offsets on the event topics, from the admin API (asked rarely:
     only when the marker is missing)."""
 
-    def __init__(self, bootstrap: str, group_id: str, topics: Sequence[str]) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, client: Mapping[str, Any], group_id: str, topics: Sequence[str]) -> None:
+        """``client``: aiokafka's bootstrap and security options (:func:`stream.connections.kafka_client_kwargs`)."""
+        self._client = dict(client)
         self.group_id = group_id
         self._topics = set(topics)
 
     async def committed(self) -> Sequence[str]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, client_id=f"{self.group_id}-state-guard")
+        admin = AIOKafkaAdminClient(**self._client, client_id=f"{self.group_id}-state-guard")
         await admin.start()
         try:
             offsets = await admin.list_consumer_group_offsets(self.group_id)
@@ -227,9 +230,16 @@ class StateGuard:
         return self._open.is_set()
 
     async def admit(self) -> None:
-        """Awaited by the event agent before each event: returns at once while the state is fine."""
+        """Awaited by the event agent before it takes an event: returns at once while the state is fine.
+
+        Before it *takes* one, not with one in hand: faust's shutdown and rebalance wait for every
+        event taken to be acked, and acking one not processed would commit past it."""
         await self._open.wait()
+
+    async def done_with_event(self) -> None:
+        """Awaited by the event agent after an event was applied and acked, before it takes the next."""
         self._processed_here = True
+        await self.admit()
 
     def readiness(self) -> dict[str, str] | None:
         """Why the worker is not ready as far as its state goes (``/readyz``); None if it is."""
@@ -329,7 +339,7 @@ def build_state_guard(settings: Settings, redis: Redis, metrics: Metrics) -> Sta
     events = settings.topics.events
     return StateGuard(
         store,
-        KafkaCommittedOffsets(settings.kafka_bootstrap, settings.app_id, events),
+        KafkaCommittedOffsets(kafka_client_kwargs(settings), settings.app_id, events),
         metrics,
         app_id=settings.app_id,
         recovery=recovery_steps(

@@ -77,3 +77,12 @@ def pending_triggers(app_id: str) -> str:
 def quarantine(app_id: str) -> str:
     """Hash: customer id -> why their evaluation was given up (JSON); see :mod:`stream.quarantine`."""
     return f"{PREFIX}:quarantine:{_tag(app_id)}"
+
+
+def due_index(app_id: str, partition: int) -> str:
+    """Sorted set: customer id -> when they must next be judged (epoch ms), one per input partition.
+
+    Sharded by the Kafka partition that owns the customer, so each worker scans only its own
+    partitions, and in Redis Cluster the index is spread over the nodes (one hash tag per partition).
+    The partition is a number, so ``<app id>#<partition>`` read from the right is unambiguous."""
+    return f"{PREFIX}:due:{_tag(f'{app_id}#{partition}')}"

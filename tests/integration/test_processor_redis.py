@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from redis.asyncio import Redis
 from rules.ruleset import RuleSet, load_rule_set
 from stream.contracts import SourceRecord
 from stream.decoding import DecodePolicy
+from stream.due_index import RedisDueIndex
 from stream.events import EventBase
 from stream.metrics import Metrics
 from stream.pending_ledger import RedisPendingLedger
@@ -45,6 +47,8 @@ class Harness:
         progress: InputProgress | None = None,
         delay: timedelta = timedelta(0),
         app_id: str = APP_ID,
+        clock: Callable[[], datetime] | None = None,
+        lease: timedelta = timedelta(minutes=1),
     ) -> None:
         self.app_id = app_id
         self.publisher = RecordingPublisher()
@@ -62,6 +66,8 @@ class Harness:
             metrics=self.metrics,
             decode_policy=DecodePolicy(max_message_bytes=8192, max_future_skew=timedelta(hours=1), currency="USD"),
             pending=RedisPendingLedger(redis, app_id),
+            due=RedisDueIndex(redis, app_id, lease=lease),
+            **({"clock": clock} if clock else {}),
             quarantine=Quarantine(RedisQuarantineLedger(redis, app_id), self.metrics, max_failures=3),
             progress=progress,
             evaluation_delay=delay,
@@ -333,3 +339,98 @@ async def test_waiting_evaluations_of_another_app_id_are_not_this_workers(redis:
     await mine.processor.sweep_deferred()
     assert mine.publisher.alerts == []
     assert len(await RedisPendingLedger(redis, other.app_id).load_pending(100)) == 1
+
+
+OVERDUE_RULES = """
+rules:
+  - id: purchase-overdue
+    kind: overdue
+    multiple: 3.0
+    min_purchase_days: 4
+    min_silence: 14d
+    cooldown: 1d
+    message: "silent for {{ days_since_last_purchase }} days, usually every {{ typical_gap_days }}"
+"""
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def overdue_rules(tmp_path: Path) -> RuleSet:
+    (tmp_path / "overdue.yaml").write_text(OVERDUE_RULES)
+    return load_rule_set(tmp_path)
+
+
+def due_judged(harness: Harness) -> float:
+    return harness.metrics.registry.get_sample_value("churnwatch_due_judged_total") or 0.0
+
+
+async def test_a_weekly_buyer_who_stops_is_judged_on_time_once_and_a_yearly_buyer_is_not(
+    redis: Redis, tmp_path: Path
+) -> None:
+    """No event arrives after the last purchase: only the due scan can notice the silence."""
+    clock = Clock(NOW)
+    harness = Harness(redis, overdue_rules(tmp_path), app_id=unique_customer("app"), clock=clock)
+    weekly_buyer, yearly_buyer = unique_customer("weekly"), unique_customer("yearly")
+    await harness.feed(weekly_purchases(weekly_buyer, NOW, 119, 0))  # every 7 days, the last one now
+    await harness.feed([purchase(yearly_buyer, NOW - timedelta(days=365 * n)) for n in range(3, -1, -1)])
+    assert harness.publisher.alerts == []
+
+    clock.now = NOW + timedelta(days=20, hours=23)  # under 3 gaps: not due yet
+    assert await harness.processor.scan_due([0]) == 0
+    clock.now = NOW + timedelta(days=21, minutes=1)
+    assert await harness.processor.scan_due([0]) == 1  # the weekly buyer, and only them
+    (alert,) = harness.publisher.alerts
+    assert (alert.customer_id, alert.rule_id) == (weekly_buyer, "purchase-overdue")
+    assert alert.evidence["typical_gap_days"] == 7.0
+    assert alert.trigger_topic == "churnwatch.due"
+
+    clock.now = NOW + timedelta(days=60)  # still silent: the same silence is not alerted again
+    await harness.processor.scan_due([0])
+    assert len(harness.publisher.alerts) == 1
+
+    clock.now = NOW + timedelta(days=3 * 365 + 2)  # the yearly buyer, three gaps later
+    await harness.processor.scan_due([0])
+    assert [a.customer_id for a in harness.publisher.alerts] == [weekly_buyer, yearly_buyer]
+
+
+async def test_two_workers_scanning_one_partition_judge_each_due_moment_once(redis: Redis, tmp_path: Path) -> None:
+    clock = Clock(NOW)
+    app_id = unique_customer("app")
+    first = Harness(redis, overdue_rules(tmp_path), app_id=app_id, clock=clock)
+    second = Harness(redis, overdue_rules(tmp_path), app_id=app_id, clock=clock)
+    buyers = [unique_customer("weekly") for _ in range(20)]
+    for buyer in buyers:
+        await first.feed(weekly_purchases(buyer, NOW, 119, 0))
+
+    clock.now = NOW + timedelta(days=22)
+    judged = await asyncio.gather(first.processor.scan_due([0]), second.processor.scan_due([0]))
+
+    assert sum(judged) == len(buyers)
+    alerted = [a.customer_id for a in [*first.publisher.alerts, *second.publisher.alerts]]
+    assert sorted(alerted) == sorted(buyers)
+
+
+async def test_a_worker_killed_after_claiming_leaves_the_customer_to_its_successor(
+    redis: Redis, tmp_path: Path
+) -> None:
+    clock = Clock(NOW)
+    app_id = unique_customer("app")
+    lease = timedelta(seconds=0.3)
+    successor = Harness(redis, overdue_rules(tmp_path), app_id=app_id, clock=clock, lease=lease)
+    buyer = unique_customer("weekly")
+    await successor.feed(weekly_purchases(buyer, NOW, 119, 0))
+    clock.now = NOW + timedelta(days=22)
+
+    dead = RedisDueIndex(redis, app_id, lease=lease)
+    assert await dead.claim_due(0, clock.now, 10) == [buyer]  # then it dies before judging
+
+    assert await successor.processor.scan_due([0]) == 0  # leased
+    clock.now += timedelta(seconds=0.5)  # the lease ran out
+    assert await successor.processor.scan_due([0]) == 1
+    assert [a.customer_id for a in successor.publisher.alerts] == [buyer]

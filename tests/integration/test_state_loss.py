@@ -28,6 +28,7 @@ from redis import Redis as SyncRedis
 from stream.localstack import StackInfo
 from stream.localstack.ports import LOOPBACK, free_ports
 from stream.localstack.redis_server import ensure_redis_server, wait_ready
+from stream.localstack.worker import running_worker
 from stream.windows import keys
 from tests.events_factory import purchase, unique_customer
 from tests.integration.deployment import Deployment, deploy
@@ -222,6 +223,69 @@ async def test_redis_emptied_behind_the_offsets_stops_processing_until_the_loss_
         marker = json.loads(client.get(keys.epoch_marker(deployment.env["CHURNWATCH_APP_ID"])) or b"{}")
         client.close()
         assert marker["origin"] == "accepted-loss" and marker["epoch"]
+
+
+async def test_a_worker_starting_on_an_emptied_redis_behind_committed_offsets_processes_nothing(
+    local_stack: StackInfo, tmp_path: Path, own_redis: OwnRedis
+) -> None:
+    """The startup check: no worker saw the loss happen; the group's committed offsets tell."""
+    with worker_on(local_stack, tmp_path, own_redis) as deployment:
+        topics = deployment.topics
+        history = [purchase(unique_customer("before"), NOW - timedelta(days=d)) for d in range(9, 4, -1)]
+        await produce_events(local_stack.kafka_bootstrap, topics, history)
+        deployment.wait_processed(topics.purchases, len(history))
+        await wait_committed(deployment, topics.purchases)
+        assert deployment.worker.stop() == 0
+        empty_by_flushall(own_redis)  # while no worker runs
+
+        after = unique_customer("after")
+        await produce_events(local_stack.kafka_bootstrap, topics, [purchase(after, NOW - timedelta(days=1))])
+        with running_worker(local_stack, env=deployment.env, output=tmp_path / "second.log") as second:
+            restarted = Deployment(
+                deployment.stack, topics, second, deployment.slack, tmp_path / "second.log", deployment.env
+            )
+            wait_for(lambda: readyz(restarted)[1].get("status") == "state lost", "the second worker to refuse")
+            reason = readyz(restarted)[1]["reason"]
+            assert "committed offsets on" in reason and topics.purchases in reason, reason
+            assert restarted.metric("churnwatch_state_lost") == 1
+            time.sleep(3)
+            assert not has_state(own_redis, after) and restarted.processed(topics.purchases) == 0
+
+            stopping = time.monotonic()
+            assert second.stop() == 0  # a stopped worker still shuts down cleanly, committing nothing
+            assert time.monotonic() - stopping < 15
+        await wait_not_committed_past(deployment, topics.purchases, len(history))
+
+
+async def test_a_worker_stopped_while_holding_an_event_after_a_loss_commits_nothing_past_it(
+    local_stack: StackInfo, tmp_path: Path, own_redis: OwnRedis
+) -> None:
+    with worker_on(local_stack, tmp_path, own_redis) as deployment:
+        topics = deployment.topics
+        history = [purchase(unique_customer("before"), NOW - timedelta(days=d)) for d in range(9, 4, -1)]
+        await produce_events(local_stack.kafka_bootstrap, topics, history)
+        deployment.wait_processed(topics.purchases, len(history))
+        await wait_committed(deployment, topics.purchases)
+        empty_by_flushall(own_redis)
+        wait_for(lambda: readyz(deployment)[1].get("status") == "state lost", "the loss to be noticed")
+        after = unique_customer("after")
+        await produce_events(local_stack.kafka_bootstrap, topics, [purchase(after, NOW - timedelta(days=1))])
+        time.sleep(4)  # taken by the idle agent, held unacked
+        # faust's shutdown waits for it to be acked; the worker exits at its shutdown bound instead (70)
+        assert deployment.worker.stop() in (0, 70)
+        assert not has_state(own_redis, after)
+        await wait_not_committed_past(deployment, topics.purchases, len(history))
+
+
+async def wait_not_committed_past(deployment: Deployment, topic: str, offsets: int) -> None:
+    """The group's committed offsets on ``topic`` add up to no more than ``offsets``: nothing was skipped."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=deployment.stack.kafka_bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(deployment.env["CHURNWATCH_APP_ID"])
+    finally:
+        await admin.close()
+    assert sum(meta.offset for tp, meta in committed.items() if tp.topic == topic) == offsets
 
 
 async def test_a_first_start_writes_the_marker_and_a_restart_from_the_aof_keeps_going(

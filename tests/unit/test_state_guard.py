@@ -187,7 +187,7 @@ async def test_redis_emptied_under_a_running_worker_is_lost_even_before_a_commit
     store, history = MemoryEpochStore(), FixedHistory()  # no offset committed yet
     guard, _ = make_guard(store, history)
     await guard.check()
-    assert await admitted(guard)  # an event applied to this epoch's state
+    await asyncio.wait_for(guard.done_with_event(), 1)  # an event applied to this epoch's state
     store.marker = None  # FLUSHALL
     assert await guard.check() is Verdict.LOST
     readiness = guard.readiness()
@@ -198,6 +198,7 @@ async def test_a_marker_gone_before_anything_was_consumed_is_written_again() -> 
     store, history = MemoryEpochStore(), FixedHistory()
     guard, _ = make_guard(store, history)
     await guard.check()
+    assert await admitted(guard)  # the agent waiting for its first event has applied nothing
     first = store.marker
     store.marker = None  # an idle worker's Redis restarted empty: nothing to lose
     assert await guard.check() is Verdict.OK
@@ -208,7 +209,7 @@ async def test_accepting_the_loss_resumes_processing(caplog: pytest.LogCaptureFi
     store, history = MemoryEpochStore(), FixedHistory(["churnwatch.feedback[3]@7"])
     guard, metrics = make_guard(store, history)
     await guard.check()
-    waiting = asyncio.create_task(guard.admit())  # the agent, held with its event
+    waiting = asyncio.create_task(guard.admit())  # the agent, held before its next event
     await asyncio.sleep(0.01)
     assert not waiting.done()
 

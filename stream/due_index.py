@@ -1,0 +1,58 @@
+"""When each customer must next be judged, if they send nothing: the due index, in Redis.
+
+After every judgement the processor writes the customer's next due moment (:func:`rules.evaluation.next_due`:
+a silence crossing an absence rule's threshold, a purchase model's probability crossing its line)
+into the index of the partition that owns the customer. A timer claims the customers whose moment
+has passed, on the partitions this worker owns, and judges them with the scan time as "now". The
+cost of a scan is the customers due, not the customers tracked (a range query on a sorted set).
+
+A claim is a lease (``claim_due.lua``): the moment is pushed ``lease`` ahead, so two workers never
+judge one due moment twice, and a worker killed between claim and judgement leaves the customer to
+the partition's next owner once the lease has run out.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from importlib.resources import files
+from typing import Any, Protocol
+
+from redis.asyncio import Redis
+
+from stream.windows import keys
+
+
+class DueIndex(Protocol):
+    async def schedule(self, partition: int, customer_id: str, at: datetime | None) -> None:
+        """The customer's next due moment (None: nothing to wait for, leave the index)."""
+
+    async def claim_due(self, partition: int, now: datetime, limit: int) -> list[str]:
+        """Customers of ``partition`` due at ``now``, leased to this caller."""
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+class RedisDueIndex:
+    def __init__(self, redis: Redis, app_id: str, *, lease: timedelta = timedelta(minutes=1)) -> None:
+        self._redis = redis
+        self._app_id = app_id
+        self._lease_ms = int(lease.total_seconds() * 1000)
+        self._claim = redis.register_script((files("stream.windows") / "claim_due.lua").read_text())
+
+    async def schedule(self, partition: int, customer_id: str, at: datetime | None) -> None:
+        key = keys.due_index(self._app_id, partition)
+        if at is None:
+            await self._redis.zrem(key, customer_id)
+        else:
+            await self._redis.zadd(key, {customer_id: _ms(at)})
+
+    async def claim_due(self, partition: int, now: datetime, limit: int) -> list[str]:
+        claimed: list[Any] = await self._claim(
+            keys=[keys.due_index(self._app_id, partition)], args=[_ms(now), limit, self._lease_ms]
+        )
+        return [c.decode() if isinstance(c, bytes) else c for c in claimed]
+
+    async def size(self, partition: int) -> int:
+        return int(await self._redis.zcard(keys.due_index(self._app_id, partition)))

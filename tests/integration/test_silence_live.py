@@ -1,0 +1,70 @@
+"""Silence against the customer's own rhythm, through the real worker: judged by the due scan, on time.
+
+Every customer here last bought weeks ago, so no event makes them due: the worker judges each
+purchase at its own event time (not overdue then), writes when the customer must next be judged,
+and its scan timer finds the ones whose silence has since crossed the threshold.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from stream.localstack import StackInfo
+from tests.events_factory import purchase, unique_customer, weekly_purchases
+from tests.integration.deployment import Deployment, deploy
+from tests.integration.kafka_io import produce_events
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+RULES = """
+rules:
+  - id: purchase-overdue
+    kind: overdue
+    multiple: 3.0
+    min_purchase_days: 4
+    min_silence: 14d
+    message: "no purchase for {{ days_since_last_purchase }} days; usually every {{ typical_gap_days }} days"
+"""
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def deployment(local_stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    rules = tmp_path_factory.mktemp("rules")
+    (rules / "overdue.yaml").write_text(RULES)
+    env = {"CHURNWATCH_RULES_DIR": str(rules), "CHURNWATCH_DUE_SCAN_INTERVAL": "1s"}
+    with deploy(local_stack, tmp_path_factory.mktemp("worker"), env) as running:
+        yield running
+
+
+async def test_a_weekly_buyer_gone_quiet_is_alerted_once_by_the_scan_and_others_are_not(
+    deployment: Deployment,
+) -> None:
+    silent, recent, yearly = unique_customer("silent"), unique_customer("recent"), unique_customer("yearly")
+    events = [
+        *weekly_purchases(silent, NOW, 119, 25),  # the last purchase 28 days ago: 4 weekly gaps of silence
+        *weekly_purchases(recent, NOW, 119, 0),  # the last one within the week
+        *(purchase(yearly, NOW - timedelta(days=28 + 365 * n)) for n in range(3, -1, -1)),  # same silence, yearly
+    ]
+    await produce_events(deployment.stack.kafka_bootstrap, deployment.topics, events)
+
+    (alert,) = await deployment.alerts_for(silent, 1, timeout=60)
+    assert alert.rule_id == "purchase-overdue"
+    assert alert.trigger_topic == "churnwatch.due"
+    assert alert.evidence["typical_gap_days"] == 7.0
+    assert 27.5 < float(alert.evidence["days_since_last_purchase"]) < 29  # type: ignore[arg-type]
+    wait_for(lambda: deployment.metric("churnwatch_due_judged_total") >= 1, "the due scan's counter")
+
+    deployment.wait_processed(deployment.topics.purchases, len(events))
+    assert await deployment.alerts_for(recent, 1, timeout=3) == []
+    assert await deployment.alerts_for(yearly, 1, timeout=1) == []
+    assert await deployment.alerts_for(silent, 2, timeout=3) == [alert]  # the scans go on; once per silence
