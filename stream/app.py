@@ -16,17 +16,15 @@ import faust
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.process_collector import ProcessCollector
-from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from alerts.dispatch import AlertDispatcher
 from alerts.log_sink import LogNotifier
-from alerts.model import Alert
 from alerts.notifier import Notifier
 from alerts.slack import SlackNotifier
 from alerts.webhook import WebhookNotifier
 from rules.ruleset import RuleSet
 from stream.contracts import SourceRecord
+from stream.delivery import AlertDelivery
 from stream.delivery_log import RedisDeliveryLog
 from stream.kafka_sinks import KafkaAlertPublisher, KafkaDeadLetterSink
 from stream.metrics import Metrics
@@ -101,6 +99,10 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
         web_host=settings.web_host,
         web_port=settings.web_port,
         producer_acks=-1,
+        # Above the broker's limit (faust's default 1,000,000 is below Kafka's 1,048,588): the broker alone
+        # decides what is too big, and a batch it accepted is fetched whole wherever it sits in a fetch.
+        producer_max_request_size=settings.kafka_request_max_bytes,
+        consumer_max_fetch_size=settings.kafka_request_max_bytes,
         broker_session_timeout=settings.kafka_session_timeout.total_seconds(),
         consumer_auto_offset_reset="earliest",
         topic_partitions=settings.topic_partitions,
@@ -109,7 +111,7 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
     topics = settings.topics
     events_topic = _raw_topic(app, *topics.events)
     alerts_topic = _raw_topic(app, topics.alerts)
-    dead_letter_sink = KafkaDeadLetterSink(_raw_topic(app, topics.deadletter))
+    dead_letter_sink = KafkaDeadLetterSink(_raw_topic(app, topics.deadletter), max_bytes=settings.deadletter_max_bytes)
 
     redis = Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
     store = RedisWindowStore(redis, settings.window_policy())
@@ -134,12 +136,13 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
         evaluation_delay=settings.evaluation_delay,
         progress=InputProgress(topics.events, tolerance=settings.input_skew_tolerance, highwater=_highwater_of(app)),
     )
-    dispatcher = AlertDispatcher(
+    delivery = AlertDelivery(
         build_notifiers(settings),
         RedisDeliveryLog(store),
+        dead_letter_sink,
+        metrics,
         attempts=settings.delivery_attempts,
         backoff_max=settings.delivery_backoff_max.total_seconds(),
-        on_outcome=metrics.record_delivery,
     )
 
     # concurrency=1: faust can commit past an in-flight message with concurrency > 1 (faust #606).
@@ -160,19 +163,11 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
     async def deliver_alerts(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             message = event.message
-            record = SourceRecord(message.topic, message.partition, message.offset, message.key, message.value)
-            try:
-                alert = Alert.model_validate_json(message.value or b"")
-            except ValidationError as exc:
-                await dead_letter_sink.dead_letter(record, "invalid_alert", str(exc))
-                metrics.deadletters.labels(topic=record.topic, reason="invalid_alert").inc()
-                continue
-            result = await dispatcher.dispatch(alert)
-            failed = result.undelivered
-            if failed:
-                detail = "; ".join(f"{sink}: {outcome}" for sink, outcome in failed.items())
-                await dead_letter_sink.dead_letter(record, "undeliverable", detail)
-                metrics.deadletters.labels(topic=record.topic, reason="undeliverable").inc()
+            # Returns once delivered or dead-lettered (Redis or Kafka down: it waits), so the event is
+            # acknowledged only then.
+            await delivery.handle(
+                SourceRecord(message.topic, message.partition, message.offset, message.key, message.value)
+            )
 
     @app.page("/metrics")
     async def metrics_page(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:

@@ -25,11 +25,6 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TypeVar
 
-from aiokafka.errors import KafkaError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
-
 from alerts.model import Alert
 from rules.base import Finding, Mode, RuleBase
 from rules.evaluation import evaluate, next_due
@@ -42,6 +37,9 @@ from stream.evaluation_queue import EvaluationQueue, PendingLedger, Trigger
 from stream.metrics import Metrics
 from stream.progress import InputProgress
 from stream.quarantine import Quarantine
+from stream.retrying import PUBLISH_ERRORS as _PUBLISH_ERRORS
+from stream.retrying import STORE_ERRORS as _STORE_ERRORS
+from stream.retrying import retry_unavailable
 from stream.windows.store import UpdateOutcome, WindowUpdate
 
 log = logging.getLogger("churnwatch.processor")
@@ -52,8 +50,6 @@ DUE_SCAN_LIMIT = 1000
 """Customers claimed per partition and scan; more due wait for the next scan."""
 
 T = TypeVar("T")
-_STORE_ERRORS: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
-_PUBLISH_ERRORS: tuple[type[BaseException], ...] = (KafkaError, ConnectionError, OSError, asyncio.TimeoutError)
 Clock = Callable[[], datetime]
 
 
@@ -329,22 +325,6 @@ class EventProcessor:
         retry_on: tuple[type[BaseException], ...] = _STORE_ERRORS,
     ) -> T:
         """Retry an unavailable Redis or Kafka with capped backoff until it answers: stall, never skip an event."""
-
-        def count(state: RetryCallState) -> None:
-            self._metrics.dependency_errors.labels(operation=operation).inc()
-            log.error(
-                "%s failed (attempt %d), retrying: %s",
-                operation,
-                state.attempt_number,
-                state.outcome.exception() if state.outcome else None,
-            )
-
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(retry_on),
-            wait=wait_exponential_jitter(multiplier=0.05, max=self._store_retry_max, jitter=0.05),
-            before_sleep=count,
-            reraise=True,
-        ):
-            with attempt:
-                return await call()
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await retry_unavailable(
+            operation, call, metrics=self._metrics, retry_on=retry_on, max_wait=self._store_retry_max, log=log
+        )

@@ -5,15 +5,20 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rules.base import Duration
 from stream.decoding import DecodePolicy
 from stream.events import EVENT_MODELS, EventBase
+from stream.kafka_sinks import HEADERS_MAX_BYTES as DEADLETTER_HEADERS_MAX_BYTES
 from stream.windows.store import WindowPolicy
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules" / "defaults"
+RECORD_BATCH_OVERHEAD = 128
+"""Bytes of a one-record batch besides key, value and headers (61 of batch header, varints): generous."""
+KAFKA_REQUEST_ALLOWANCE = 64 * 1024
+"""What the producer's and the fetcher's limits get above the broker's: framing, with a wide margin."""
 
 
 class Topics(BaseSettings):
@@ -118,6 +123,18 @@ class Settings(BaseSettings):
         default=3, ge=1, description="Failed evaluations in a row after which a customer is quarantined"
     )
     max_message_bytes: int = Field(default=64 * 1024, description="Larger messages are dead-lettered")
+    kafka_message_max_bytes: int = Field(
+        default=1_048_588,
+        ge=16 * 1024,
+        description="The broker's message.max.bytes (Kafka's default): the largest record batch it accepts; "
+        "the worker's producer request and per-partition fetch sizes are set above it",
+    )
+    deadletter_max_bytes: int = Field(
+        default=900_000,
+        ge=8 * 1024,
+        description="A dead letter's key plus value at most: a longer original is cut to this, with its length "
+        "and SHA-256 in headers; must leave room for the headers under CHURNWATCH_KAFKA_MESSAGE_MAX_BYTES",
+    )
     feedback_history: int = Field(default=10, ge=2, le=100, description="Survey answers kept per kind")
 
     delivery_attempts: int = Field(default=6, ge=1, description="Tries per alert and sink before giving up")
@@ -139,6 +156,23 @@ class Settings(BaseSettings):
             idle_ttl=self.idle_ttl,
             feedback_history=self.feedback_history,
         )
+
+    @model_validator(mode="after")
+    def _dead_letters_fit_the_broker(self) -> Settings:
+        room = self.kafka_message_max_bytes - DEADLETTER_HEADERS_MAX_BYTES - RECORD_BATCH_OVERHEAD
+        if self.deadletter_max_bytes > room:
+            raise ValueError(
+                f"deadletter_max_bytes ({self.deadletter_max_bytes}) leaves no room for the dead letter's headers "
+                f"under kafka_message_max_bytes ({self.kafka_message_max_bytes}): at most {room}"
+            )
+        return self
+
+    @property
+    def kafka_request_max_bytes(self) -> int:
+        """The producer's request size and the consumer's per-partition fetch size: above the broker's
+        limit plus the producer's own estimate of a batch's framing, so that the broker alone decides
+        what is too big, and any batch it accepted is fetched whole wherever it sits in a fetch."""
+        return self.kafka_message_max_bytes + KAFKA_REQUEST_ALLOWANCE
 
     def decode_policy(self) -> DecodePolicy:
         """What validating an incoming message needs from the settings."""

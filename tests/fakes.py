@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from alerts.model import Alert
@@ -27,3 +28,67 @@ class RecordingDeadLetters:
 
     async def dead_letter(self, record: SourceRecord, reason: str, detail: str) -> None:
         self.records.append((record, reason, detail))
+
+
+@dataclass
+class FlakyDeadLetters(RecordingDeadLetters):
+    """Raises ``errors`` in order (a broker outage), then records."""
+
+    errors: list[Exception] = field(default_factory=list)
+
+    async def dead_letter(self, record: SourceRecord, reason: str, detail: str) -> None:
+        if self.errors:
+            raise self.errors.pop(0)
+        await super().dead_letter(record, reason, detail)
+
+
+@dataclass
+class FlakyDeliveryLog:
+    """An in-memory notification log whose lookups and marks raise the scripted errors first."""
+
+    delivered: set[tuple[str, str]] = field(default_factory=set)
+    lookup_errors: list[Exception] = field(default_factory=list)
+    mark_errors: list[Exception] = field(default_factory=list)
+
+    async def already_delivered(self, alert: Alert, sink: str) -> bool:
+        if self.lookup_errors:
+            raise self.lookup_errors.pop(0)
+        return (alert.alert_id, sink) in self.delivered
+
+    async def mark_delivered(self, alert: Alert, sink: str) -> None:
+        if self.mark_errors:
+            raise self.mark_errors.pop(0)
+        self.delivered.add((alert.alert_id, sink))
+
+
+@dataclass
+class RecordingNotifier:
+    """A sink that records what it got, or raises ``error`` on every call."""
+
+    sink_name: str
+    received: list[str] = field(default_factory=list)
+    error: Exception | None = None
+
+    @property
+    def name(self) -> str:
+        return self.sink_name
+
+    async def notify(self, alert: Alert) -> None:
+        if self.error is not None:
+            raise self.error
+        self.received.append(alert.alert_id)
+
+
+@dataclass
+class RecordingTopic:
+    """Stands in for a faust topic: records each ``send`` and acknowledges it at once."""
+
+    sent: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]] = field(default_factory=list)
+
+    async def send(
+        self, *, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]], force: bool = False
+    ) -> asyncio.Future[None]:
+        self.sent.append((key, value, headers))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done

@@ -1,0 +1,136 @@
+"""Delivering one record of the alerts topic: validate, dispatch to every sink, dead-letter what
+cannot be delivered.
+
+The guarantee: :meth:`AlertDelivery.handle` returns only once the alert reached every sink or is on
+the dead-letter topic, so the agent never acknowledges (and faust never commits) past an alert that
+is neither. To that end:
+
+- Redis unavailable (the notification log) or Kafka unavailable (the dead-letter topic) stalls the
+  alert where it is, retried with backoff and counted in ``churnwatch_dependency_errors_total``
+  (operations ``delivery_lookup``, ``delivery_mark``, ``deadletter``), the same mechanism
+  (:mod:`stream.retrying`) as the event processor's;
+- the lookup comes before any send, so retrying it never sends twice; the mark comes after a sink
+  accepted the alert and is retried on its own, so the alert is not sent again meanwhile. A mark that
+  fails for another reason is logged and skipped by the dispatcher: the alert was delivered, and a
+  later redelivery of the record would send it once more (receivers dedupe by ``alert_id``);
+- any other failure while dispatching is not an outage (a bug, Redis refusing a command): the alert is
+  dead-lettered as ``delivery_error`` rather than crashing the agent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+from enum import StrEnum
+
+from pydantic import ValidationError
+
+from alerts.dispatch import AlertDispatcher, DeliveryLog
+from alerts.model import Alert
+from alerts.notifier import Notifier
+from stream.contracts import DeadLetterSink, SourceRecord
+from stream.metrics import Metrics
+from stream.retrying import DEFAULT_MAX_WAIT, PUBLISH_ERRORS, STORE_ERRORS, retry_unavailable
+
+log = logging.getLogger("churnwatch.delivery")
+
+
+class Handled(StrEnum):
+    DELIVERED = "delivered"
+    """Every sink has the alert (now or from an earlier delivery)."""
+    DEAD_LETTERED = "dead_lettered"
+
+
+class _StallingDeliveryLog:
+    """The notification log with every call retried until Redis answers."""
+
+    def __init__(self, inner: DeliveryLog, metrics: Metrics, max_wait: float) -> None:
+        self._inner = inner
+        self._metrics = metrics
+        self._max_wait = max_wait
+
+    async def already_delivered(self, alert: Alert, sink: str) -> bool:
+        return await retry_unavailable(
+            "delivery_lookup",
+            lambda: self._inner.already_delivered(alert, sink),
+            metrics=self._metrics,
+            retry_on=STORE_ERRORS,
+            max_wait=self._max_wait,
+            log=log,
+        )
+
+    async def mark_delivered(self, alert: Alert, sink: str) -> None:
+        await retry_unavailable(
+            "delivery_mark",
+            lambda: self._inner.mark_delivered(alert, sink),
+            metrics=self._metrics,
+            retry_on=STORE_ERRORS,
+            max_wait=self._max_wait,
+            log=log,
+        )
+
+
+class AlertDelivery:
+    def __init__(
+        self,
+        notifiers: Sequence[Notifier],
+        delivery_log: DeliveryLog,
+        dead_letters: DeadLetterSink,
+        metrics: Metrics,
+        *,
+        attempts: int,
+        backoff_max: float | timedelta,
+        retry_max_seconds: float = DEFAULT_MAX_WAIT,
+    ) -> None:
+        """``attempts`` and ``backoff_max`` bound each sink's own retries (see
+        :class:`alerts.dispatch.AlertDispatcher`); ``retry_max_seconds`` caps the wait between
+        attempts at an unavailable Redis or Kafka, which are retried for as long as they are down."""
+        self._dead_letters = dead_letters
+        self._metrics = metrics
+        self._retry_max = retry_max_seconds
+        self._dispatcher = AlertDispatcher(
+            notifiers,
+            _StallingDeliveryLog(delivery_log, metrics, retry_max_seconds),
+            attempts=attempts,
+            backoff_max=backoff_max,
+            on_outcome=metrics.record_delivery,
+        )
+
+    @property
+    def sinks(self) -> tuple[str, ...]:
+        return self._dispatcher.sinks
+
+    async def handle(self, record: SourceRecord) -> Handled:
+        """Deliver the alert in ``record``, or dead-letter it; return only once one of them is done."""
+        try:
+            alert = Alert.model_validate_json(record.value or b"")
+        except ValidationError as exc:
+            await self._dead_letter(record, "invalid_alert", str(exc))
+            return Handled.DEAD_LETTERED
+        try:
+            result = await self._dispatcher.dispatch(alert)
+        except Exception as exc:  # outages are retried inside: this is something retrying will not fix
+            log.exception(
+                "alert %s from %s[%d]@%d failed", alert.alert_id, record.topic, record.partition, record.offset
+            )
+            await self._dead_letter(record, "delivery_error", f"{type(exc).__name__}: {exc}")
+            return Handled.DEAD_LETTERED
+        failed = result.undelivered
+        if failed:
+            detail = "; ".join(f"{sink}: {outcome}" for sink, outcome in failed.items())
+            await self._dead_letter(record, "undeliverable", detail)
+            return Handled.DEAD_LETTERED
+        return Handled.DELIVERED
+
+    async def _dead_letter(self, record: SourceRecord, reason: str, detail: str) -> None:
+        await retry_unavailable(
+            "deadletter",
+            lambda: self._dead_letters.dead_letter(record, reason, detail),
+            metrics=self._metrics,
+            retry_on=PUBLISH_ERRORS,
+            max_wait=self._retry_max,
+            log=log,
+        )
+        self._metrics.deadletters.labels(topic=record.topic, reason=reason).inc()
+        log.warning("dead-lettered %s[%d]@%d: %s: %s", record.topic, record.partition, record.offset, reason, detail)
