@@ -16,6 +16,7 @@ from rules.kinds.interaction_drop import InteractionDropCondition
 from rules.kinds.low_score import LowScoreCondition
 from rules.kinds.overdue import OverdueCondition
 from rules.kinds.purchase_frequency_drop import PurchaseFrequencyDropCondition
+from rules.kinds.purchase_model import PurchaseModelCondition
 from rules.kinds.spend_drop import SpendDropCondition
 from rules.kinds.spike import SpikeCondition
 
@@ -28,6 +29,7 @@ LEAF_KINDS: tuple[type[Condition], ...] = (
     InteractionDropCondition,
     LowScoreCondition,
     SpikeCondition,
+    PurchaseModelCondition,
     InactivityCondition,
     OverdueCondition,
 )

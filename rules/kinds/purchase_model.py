@@ -1,0 +1,165 @@
+"""Silence is the signal: a purchase model says how unlikely this customer's silence is for them.
+
+``kind: purchase_model`` with ``model: bgnbd`` judges a customer with BG/NBD (see
+:mod:`rules.purchase_model`), whose population parameters are fitted offline from the purchase
+history (``churnwatch model fit``) and written into the rule. A weekly buyer silent for five weeks
+has probably stopped; a yearly buyer silent for five weeks has not: the model reads each customer's
+rhythm from their own x, t_x and T, shrunk towards the population's.
+
+Two signals, one of which a rule sets:
+
+- ``max_p_alive``: fire when P(alive) falls below it. This is the customer measured against their
+  own rhythm: a weekly buyer silent for five weeks has P(alive) about 0.24 with the parameters of
+  the tests, a yearly buyer silent as long about 0.80.
+- ``min_p_no_purchase``: fire when P(no purchase within ``horizon``) rises above it: "will they buy
+  in the next month", the target that studies on retail data find it predicts better than P(alive)
+  does. But it is high for slow buyers by nature (a yearly buyer's chance of no purchase in any
+  30 days is above 0.9 even while surely alive: 0.93 for the one above, against 0.77 for the lapsed
+  weekly buyer), so on a mixed population it ranks rhythm before silence. Use it for questions
+  about the horizon itself, with a ``scope`` to customers whose rhythm is shorter than the horizon,
+  or with a horizon of about a slow customer's cycle. P(alive) is exactly the part of it that the
+  silence explains: (P(no purchase) - P(none | alive)) / (1 - P(none | alive)) = 1 - P(alive).
+
+One-time buyers are not judged (``min_purchase_days``, at least 2): BG/NBD lets a customer drop out
+only after a repeat purchase, so P(alive) = 1 at x = 0 whatever the silence. Leave them to a rule on
+inactivity. With no new purchase only T grows, and both probabilities move one way in T, so
+:meth:`PurchaseModelCondition.next_check` names the moment the verdict flips.
+
+Each silence alerts once (its episode is the last purchase day); a new purchase starts a new one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from rules.base import Condition, Duration, EvidenceValue, Verdict
+from rules.context import EvaluationContext
+from rules.purchase_model import BgNbdInputs, BgNbdParameters, bgnbd_inputs, p_alive, p_no_purchase_within
+from rules.state import CustomerState, day_number, days_between
+
+SEARCH_LIMIT = timedelta(days=3650)
+"""``next_check`` looks this far ahead for the moment the verdict flips (then: only an event will)."""
+
+
+@dataclass(frozen=True)
+class _Judgement:
+    inputs: BgNbdInputs
+    p_alive: float
+    p_no_purchase: float
+    fired: bool
+
+
+class PurchaseModelCondition(Condition):
+    kind: Literal["purchase_model"]
+    model: Literal["bgnbd"] = Field(default="bgnbd", description="The purchase model (BG/NBD)")
+    parameters: BgNbdParameters = Field(
+        description="Population parameters in days, as `churnwatch model fit` writes them under `parameters:`"
+    )
+    horizon: Duration = Field(
+        default=timedelta(days=30), description="The window ahead that P(no purchase within horizon) is about"
+    )
+    max_p_alive: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Fire when P(alive) is below this: silence against the customer's own rhythm (set this "
+        "or min_p_no_purchase)",
+    )
+    min_p_no_purchase: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Fire when P(no purchase within horizon) is above this (high for slow buyers by nature: "
+        "see the README)",
+    )
+    min_purchase_days: int = Field(
+        default=2,
+        ge=2,
+        description="Customers with fewer distinct purchase days are not judged: BG/NBD cannot judge "
+        "one-time buyers (P(alive) = 1 at no repeat purchase)",
+    )
+
+    evidence_fields: ClassVar[tuple[str, ...]] = (
+        "p_alive", "p_no_purchase", "horizon_days", "repeat_purchases", "days_since_last_purchase",
+        "customer_age_days",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> PurchaseModelCondition:
+        if (self.min_p_no_purchase is None) == (self.max_p_alive is None):
+            raise ValueError("set exactly one threshold: max_p_alive or min_p_no_purchase")
+        if self.horizon <= timedelta(0):
+            raise ValueError("horizon must be positive")
+        return self
+
+    @property
+    def horizon_days(self) -> float:
+        return self.horizon / timedelta(days=1)
+
+    def _judge(self, state: CustomerState, now: datetime) -> _Judgement | None:
+        first, last = state.first_purchase_at, state.last_purchase_at
+        if first is None or last is None or state.lifetime_purchase_days < self.min_purchase_days:
+            return None
+        inputs = bgnbd_inputs(day_number(first), day_number(last), state.lifetime_purchase_days, now)
+        alive = p_alive(self.parameters, inputs.x, inputs.t_x, inputs.T)
+        silent = p_no_purchase_within(self.parameters, inputs.x, inputs.t_x, inputs.T, self.horizon_days)
+        if self.max_p_alive is not None:
+            fired = alive < self.max_p_alive
+        else:
+            fired = self.min_p_no_purchase is not None and silent > self.min_p_no_purchase
+        return _Judgement(inputs, alive, silent, fired)
+
+    def check(self, ctx: EvaluationContext) -> Verdict:
+        state = ctx.state
+        judged = self._judge(state, ctx.now)
+        if judged is None or state.last_purchase_at is None:
+            return Verdict.quiet(note=self._not_judged(state))
+        evidence: dict[str, EvidenceValue] = {
+            "p_alive": round(judged.p_alive, 4),
+            "p_no_purchase": round(judged.p_no_purchase, 4),
+            "horizon_days": round(self.horizon_days, 2),
+            "repeat_purchases": judged.inputs.x,
+            "days_since_last_purchase": round(days_between(state.last_purchase_at, ctx.now), 1),
+            "customer_age_days": round(judged.inputs.T, 1),
+        }
+        if not judged.fired:
+            return Verdict.quiet(evidence)
+        return Verdict.fire(evidence, episode=f"silent-after-day-{day_number(state.last_purchase_at)}")
+
+    def _not_judged(self, state: CustomerState) -> str:
+        if state.first_purchase_at is None:
+            return "no purchase yet"
+        return (
+            f"fewer than {self.min_purchase_days} purchase days: BG/NBD cannot judge one-time buyers "
+            "(P(alive) = 1 without a repeat purchase); leave them to an inactivity rule"
+        )
+
+    def next_check(self, ctx: EvaluationContext) -> datetime | None:
+        """The first whole second after ``now`` at which the rule fires if nothing is bought (None if it
+        fires already, the customer is not judged, or not within :data:`SEARCH_LIMIT`).
+
+        Only T moves without a purchase, and the verdict is monotone in T (P(no purchase within h)
+        rises, P(alive) falls; see :func:`rules.purchase_model.p_no_purchase_within`), so a bisection
+        over whole seconds finds the crossing in 29 evaluations of the closed form."""
+        now_judged = self._judge(ctx.state, ctx.now)
+        if now_judged is None or now_judged.fired:
+            return None
+        quiet, fires = 0, int(SEARCH_LIMIT.total_seconds())  # seconds after now
+
+        def fires_after(seconds: int) -> bool:
+            judged = self._judge(ctx.state, ctx.now + timedelta(seconds=seconds))
+            return judged is not None and judged.fired
+
+        if not fires_after(fires):
+            return None
+        while fires - quiet > 1:
+            middle = (quiet + fires) // 2
+            if fires_after(middle):
+                fires = middle
+            else:
+                quiet = middle
+        return ctx.now + timedelta(seconds=fires)
