@@ -26,6 +26,7 @@ from rules.ruleset import RuleSet
 from stream.contracts import SourceRecord
 from stream.delivery import AlertDelivery
 from stream.delivery_log import RedisDeliveryLog
+from stream.due_index import RedisDueIndex
 from stream.kafka_sinks import KafkaAlertPublisher, KafkaDeadLetterSink
 from stream.metrics import Metrics
 from stream.pending_ledger import RedisPendingLedger
@@ -82,6 +83,16 @@ def _highwater_of(app: faust.App) -> Callable[[str, int], int | None]:
     return highwater
 
 
+def _owned_partitions(app: faust.App, topic: str) -> list[int]:
+    """The input partitions assigned to this worker (the event topics are co-partitioned): the due
+    index shards this worker scans."""
+    try:
+        assigned = app.consumer.assignment()
+    except Exception:  # not started or rebalancing: nothing is ours yet
+        return []
+    return sorted(tp.partition for tp in assigned if tp.topic == topic)
+
+
 def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegistry | None = None) -> Worker:
     registry = registry or CollectorRegistry()
     ProcessCollector(registry=registry)
@@ -129,6 +140,7 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
         metrics=metrics,
         decode_policy=settings.decode_policy(),
         pending=RedisPendingLedger(redis, settings.app_id),
+        due=RedisDueIndex(redis, settings.app_id),
         quarantine=Quarantine(
             RedisQuarantineLedger(redis, settings.app_id), metrics, max_failures=settings.evaluation_max_failures
         ),
@@ -196,6 +208,10 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
     @app.task  # type: ignore[untyped-decorator]  # faust does not type its decorators
     async def check_redis_state() -> None:
         await guard.watch(settings.state_check_interval.total_seconds())
+
+    @app.timer(settings.due_scan_interval.total_seconds())  # type: ignore[untyped-decorator]
+    async def judge_due_customers() -> None:
+        await processor.scan_due(_owned_partitions(app, topics.purchases))
 
     @app.task  # type: ignore[untyped-decorator]  # faust does not type its decorators
     async def reload_rules_on_change_or_sighup() -> None:
