@@ -41,8 +41,9 @@ class LogNotifier:
 
 def format_line(alert: Alert) -> str:
     """The line :class:`LogNotifier` writes, e.g. ``WARNING churn alert · customer c-7 · rule r · ...``."""
+    what = "churn alert resolved" if alert.status == "resolved" else "churn alert"
     return (
-        f"{alert.severity.value.upper()} churn alert · customer {_one_line(alert.customer_id)} · "
+        f"{alert.severity.value.upper()} {what} · customer {_one_line(alert.customer_id)} · "
         f"rule {alert.rule_id} · {_one_line(alert.message)} (alert {alert.alert_id})"
     )
 

@@ -1,9 +1,14 @@
-"""The alert record: what travels on the alerts topic and reaches every sink."""
+"""The alert record: what travels on the alerts topic and reaches every sink.
+
+A record is ``firing`` (a rule fired for a customer) or ``resolved`` (the customer came back: a
+purchase after an absence alert); a resolution names the alert it resolves in ``resolves``.
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -34,6 +39,8 @@ class Alert(BaseModel):
     detected_at: AwareDatetime = Field(description="Wall-clock time the worker fired it")
     trigger_event_id: str
     trigger_topic: str
+    status: Literal["firing", "resolved"] = "firing"
+    resolves: str | None = Field(default=None, description="For a resolution: the alert_id of the alert it resolves")
 
     @classmethod
     def from_finding(
@@ -51,4 +58,37 @@ class Alert(BaseModel):
             detected_at=detected_at,
             trigger_event_id=trigger_event_id,
             trigger_topic=trigger_topic,
+        )
+
+    @classmethod
+    def resolution(
+        cls,
+        *,
+        customer_id: str,
+        rule_id: str,
+        claim_key: str,
+        severity: Severity,
+        alerted_at: datetime,
+        returned_at: datetime,
+        trigger_event_id: str,
+        trigger_topic: str,
+        detected_at: datetime,
+    ) -> Alert:
+        """The customer came back: resolves the alert of that claim (its id is derived the same way)."""
+        firing = alert_id_for(customer_id, rule_id, claim_key)
+        silent_days = round((returned_at - alerted_at).total_seconds() / 86400, 1)
+        return cls(
+            alert_id=str(uuid.uuid5(_ALERT_NAMESPACE, f"{firing}\x1fresolved")),
+            customer_id=customer_id,
+            rule_id=rule_id,
+            severity=severity,
+            message=f"Resolved: the customer came back on {returned_at.date().isoformat()}, "
+            f"{silent_days:g} days after the alert.",
+            evidence={"returned_at": returned_at.isoformat(), "alerted_at": alerted_at.isoformat()},
+            evaluated_at=returned_at,
+            detected_at=detected_at,
+            trigger_event_id=trigger_event_id,
+            trigger_topic=trigger_topic,
+            status="resolved",
+            resolves=firing,
         )

@@ -68,7 +68,7 @@ def slack_blocks(alert: Alert) -> dict[str, Any]:
             "type": "header",
             "text": {
                 "type": "plain_text",
-                "text": truncate(f"{_EMOJI[alert.severity]} {alert.rule_id}", HEADER_MAX),
+                "text": truncate(_title(alert), HEADER_MAX),
                 "emoji": True,
             },
         },
@@ -100,8 +100,19 @@ def slack_blocks(alert: Alert) -> dict[str, Any]:
             ],
         }
     )
-    fallback = truncate(f"[{severity}] {rule} · customer {customer}: {message}", _FALLBACK_MAX)
+    if alert.resolves is not None:
+        blocks[-1]["elements"][0]["text"] = truncate(
+            f"Resolves alert `{escape(alert.resolves)}` · detected {_when(alert.detected_at)}", _CONTEXT_MAX
+        )
+    label = "RESOLVED" if alert.status == "resolved" else severity
+    fallback = truncate(f"[{label}] {rule} · customer {customer}: {message}", _FALLBACK_MAX)
     return {"text": fallback, "blocks": blocks[:BLOCKS_MAX]}
+
+
+def _title(alert: Alert) -> str:
+    if alert.status == "resolved":
+        return f":white_check_mark: Resolved: {alert.rule_id}"
+    return f"{_EMOJI[alert.severity]} {alert.rule_id}"
 
 
 def escape(text: str) -> str:

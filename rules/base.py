@@ -111,6 +111,12 @@ class Condition(BaseModel):
     def check(self, ctx: EvaluationContext) -> Verdict:
         raise NotImplementedError
 
+    def resolved_by(self, activity: str, interaction_kind: str | None) -> bool:
+        """Whether an event of ``activity`` (``purchase``, ``interaction`` of ``interaction_kind``,
+        ``feedback``) ends what this condition alerts on: a customer who comes back resolves an
+        absence alert. Only absence kinds say yes."""
+        return False
+
     def next_check(self, ctx: EvaluationContext) -> datetime | None:
         """When, if the customer sends nothing more, this condition's verdict may next change (a
         silence crossing its threshold, a score decaying into a band): the customer is judged again

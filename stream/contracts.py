@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -9,7 +10,7 @@ from typing import Protocol
 from alerts.model import Alert
 from rules.state import CustomerState
 from stream.events import EventBase
-from stream.windows.store import Claim, WindowUpdate
+from stream.windows.store import Claim, OpenAlert, WindowUpdate
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,10 @@ class WindowStore(Protocol):
     ) -> Claim: ...
 
     async def confirm_published(self, *, customer_id: str, rule_id: str, claim_key: str) -> None: ...
+
+    async def resolve_open_alerts(self, customer_id: str, at: datetime, rule_ids: Sequence[str]) -> list[OpenAlert]: ...
+
+    async def confirm_resolved(self, customer_id: str, rule_id: str, claim_key: str) -> None: ...
 
 
 class AlertPublisher(Protocol):

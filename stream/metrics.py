@@ -102,6 +102,12 @@ class Metrics:
             ["stage"],
             registry=registry,
         )
+        self.alerts_resolved = Counter(
+            "churnwatch_alerts_resolved_total",
+            "Absence alerts resolved because the customer came back (a resolution record was published).",
+            ["rule"],
+            registry=registry,
+        )
         self.due_judged = Counter(
             "churnwatch_due_judged_total",
             "Customers judged by the due scan: time, not an event, made them due (a silence crossing a threshold).",

@@ -34,6 +34,7 @@ from stream.contracts import AlertPublisher, DeadLetterSink, SourceRecord, Windo
 from stream.decoding import DecodePolicy, Rejection, decode_event
 from stream.due_index import DueIndex
 from stream.evaluation_queue import EvaluationQueue, PendingLedger, Trigger
+from stream.events import EventBase, InteractionEvent
 from stream.metrics import Metrics
 from stream.progress import InputProgress
 from stream.quarantine import Quarantine
@@ -145,6 +146,7 @@ class EventProcessor:
         update = await self._retrying("apply", lambda: self._store.apply(decoded))
         self._metrics.events_consumed.labels(topic=record.topic, outcome=update.outcome.value).inc()
         if update.outcome is not UpdateOutcome.LATE and update.watermark is not None:
+            await self._resolve_returns(decoded, record.topic)
             # A duplicate is evaluated again: if its alert was claimed but never confirmed
             # published (a crash in between), this is where it gets published.
             trigger = Trigger(decoded.customer_id, decoded.event_id, record.topic, record.partition)
@@ -168,6 +170,40 @@ class EventProcessor:
             await self._retrying("quarantine", partial(self._quarantine.failed, trigger.customer_id, "event", exc))
         else:
             self._quarantine.succeeded(trigger.customer_id)
+
+    async def _resolve_returns(self, event: EventBase, topic: str) -> None:
+        """A customer who comes back resolves their open absence alerts (those sent before this
+        event): one resolution per alert, published at least once under a stable id. A redelivered
+        event publishes again only what was never confirmed."""
+        kind = event.counted_kind if isinstance(event, InteractionEvent) else None
+        rules = {
+            rule.id: rule
+            for rule in self._rules().enabled
+            if rule.mode is Mode.ACTIVE and rule.resolved_by(self._kinds[topic], kind)
+        }
+        if not rules:
+            return
+        cid = event.customer_id
+        try:
+            resolve = partial(self._store.resolve_open_alerts, cid, event.occurred_at, list(rules))
+            for open_alert in await self._retrying("resolve", resolve):
+                resolution = Alert.resolution(
+                    customer_id=cid,
+                    rule_id=open_alert.rule_id,
+                    claim_key=open_alert.claim_key,
+                    severity=rules[open_alert.rule_id].severity,
+                    alerted_at=open_alert.alerted_at,
+                    returned_at=event.occurred_at,
+                    trigger_event_id=event.event_id,
+                    trigger_topic=topic,
+                    detected_at=self._clock(),
+                )
+                await self._retrying("publish", partial(self._publisher.publish, resolution), retry_on=_PUBLISH_ERRORS)
+                confirm = partial(self._store.confirm_resolved, cid, open_alert.rule_id, open_alert.claim_key)
+                await self._retrying("confirm", confirm)
+                self._metrics.alerts_resolved.labels(rule=open_alert.rule_id).inc()
+        except Exception as exc:  # the event counted; the next one of this customer tries again
+            await self._retrying("quarantine", partial(self._quarantine.failed, cid, "resolve", exc))
 
     async def sweep_deferred(self) -> None:
         """Run the waiting evaluations that are due, on every partition (called from a timer, so a

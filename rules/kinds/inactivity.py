@@ -75,6 +75,11 @@ class InactivityCondition(Condition):
             return Verdict.quiet(evidence)
         return Verdict.fire(evidence, episode=f"silent-since@{last.isoformat()}")
 
+    def resolved_by(self, activity: str, interaction_kind: str | None) -> bool:
+        if activity != self.activity:
+            return False
+        return activity == "purchase" or not self.interaction_kinds or interaction_kind in self.interaction_kinds
+
     def next_check(self, ctx: EvaluationContext) -> datetime | None:
         if ctx.state.lifetime_purchases < self.min_purchases:
             return None

@@ -63,6 +63,9 @@ class OverdueCondition(Condition):
             return Verdict.quiet(evidence)
         return Verdict.fire(evidence, episode=f"overdue-since@{rhythm.last_purchase_at.isoformat()}")
 
+    def resolved_by(self, activity: str, interaction_kind: str | None) -> bool:
+        return activity == "purchase"
+
     def next_check(self, ctx: EvaluationContext) -> datetime | None:
         rhythm = cadence(ctx.state, self.gap_quantile)
         threshold = self._threshold_days(rhythm)

@@ -70,6 +70,15 @@ class ClaimOutcome(StrEnum):
 
 
 @dataclass(frozen=True)
+class OpenAlert:
+    """An absence alert that a returning customer resolves (see ``resolve.lua``)."""
+
+    rule_id: str
+    claim_key: str
+    alerted_at: datetime
+
+
+@dataclass(frozen=True)
 class Claim:
     outcome: ClaimOutcome
     key: str
@@ -88,6 +97,7 @@ class RedisWindowStore:
         self._update = redis.register_script(_script("update.lua"))
         self._claim = redis.register_script(_script("claim.lua"))
         self._published = redis.register_script(_script("published.lua"))
+        self._resolve = redis.register_script(_script("resolve.lua"))
 
     def _update_args(self, event: EventBase) -> tuple[list[str], list[Any]]:
         p = self._policy
@@ -161,6 +171,22 @@ class RedisWindowStore:
 
     async def confirm_published(self, *, customer_id: str, rule_id: str, claim_key: str) -> None:
         await self._published(keys=[keys.customer_state(customer_id)], args=[rule_id, claim_key])
+
+    async def resolve_open_alerts(self, customer_id: str, at: datetime, rule_ids: Sequence[str]) -> list[OpenAlert]:
+        """Mark the customer's open alerts of ``rule_ids`` made before ``at`` resolved (pending until
+        :meth:`confirm_resolved`); return those to publish, unconfirmed earlier ones included."""
+        if not rule_ids:
+            return []
+        flat = await self._resolve(
+            keys=[keys.customer_state(customer_id)], args=[int(at.timestamp() * 1000), *rule_ids]
+        )
+        return [
+            OpenAlert(_str(rule), _str(key), from_epoch_ms(int(fired)))
+            for rule, key, fired in zip(flat[::3], flat[1::3], flat[2::3], strict=True)
+        ]
+
+    async def confirm_resolved(self, customer_id: str, rule_id: str, claim_key: str) -> None:
+        await self._redis.hset(keys.customer_state(customer_id), f"r:{rule_id}", f"{claim_key}|1")
 
     async def already_delivered(self, customer_id: str, alert_id: str, sink: str) -> bool:
         return bool(await self._redis.exists(keys.delivered(customer_id, alert_id, sink)))

@@ -434,3 +434,52 @@ async def test_a_worker_killed_after_claiming_leaves_the_customer_to_its_success
     clock.now += timedelta(seconds=0.5)  # the lease ran out
     assert await successor.processor.scan_due([0]) == 1
     assert [a.customer_id for a in successor.publisher.alerts] == [buyer]
+
+
+async def test_a_silent_customer_who_comes_back_resolves_their_absence_alert_once(redis: Redis, tmp_path: Path) -> None:
+    clock = Clock(NOW)
+    harness = Harness(redis, overdue_rules(tmp_path), app_id=unique_customer("app"), clock=clock)
+    buyer = unique_customer("weekly")
+    await harness.feed(weekly_purchases(buyer, NOW, 119, 0))
+    clock.now = NOW + timedelta(days=22)
+    await harness.processor.scan_due([0])
+    (alert,) = harness.publisher.alerts
+
+    back = purchase(buyer, NOW + timedelta(days=23))
+    clock.now = back.occurred_at
+    await harness.feed([back])
+    await harness.feed([back])  # redelivered: nothing more to resolve
+    await harness.feed([purchase(buyer, NOW + timedelta(days=24))])  # already resolved
+
+    firing, resolution = harness.publisher.alerts
+    assert firing == alert
+    assert resolution.status == "resolved" and resolution.resolves == alert.alert_id
+    assert resolution.rule_id == "purchase-overdue" and resolution.customer_id == buyer
+    assert resolution.trigger_event_id == back.event_id
+    assert resolution.alert_id != alert.alert_id
+    assert "came back on" in resolution.message
+    resolved = harness.metrics.registry.get_sample_value(
+        "churnwatch_alerts_resolved_total", {"rule": "purchase-overdue"}
+    )
+    assert resolved == 1
+
+
+async def test_a_resolution_whose_publication_was_never_confirmed_is_published_again_with_its_id(
+    redis: Redis, tmp_path: Path
+) -> None:
+    clock = Clock(NOW)
+    harness = Harness(redis, overdue_rules(tmp_path), app_id=unique_customer("app"), clock=clock)
+    buyer = unique_customer("weekly")
+    await harness.feed(weekly_purchases(buyer, NOW, 119, 0))
+    clock.now = NOW + timedelta(days=22)
+    await harness.processor.scan_due([0])
+
+    store = RedisWindowStore(redis, WindowPolicy(timedelta(days=150), timedelta(days=7), timedelta(days=180), 10))
+    back = purchase(buyer, NOW + timedelta(days=23))
+    pending = await store.resolve_open_alerts(buyer, back.occurred_at, ["purchase-overdue"])
+    assert len(pending) == 1  # a worker took it, then died before publishing
+    clock.now = back.occurred_at
+    await harness.feed([back])
+
+    [resolution] = [a for a in harness.publisher.alerts if a.status == "resolved"]
+    assert resolution.resolves == harness.publisher.alerts[0].alert_id

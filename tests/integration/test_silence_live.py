@@ -68,3 +68,19 @@ async def test_a_weekly_buyer_gone_quiet_is_alerted_once_by_the_scan_and_others_
     assert await deployment.alerts_for(recent, 1, timeout=3) == []
     assert await deployment.alerts_for(yearly, 1, timeout=1) == []
     assert await deployment.alerts_for(silent, 2, timeout=3) == [alert]  # the scans go on; once per silence
+
+
+async def test_the_silent_customer_who_comes_back_gets_a_resolution_in_slack(deployment: Deployment) -> None:
+    silent = unique_customer("returning")
+    await produce_events(deployment.stack.kafka_bootstrap, deployment.topics, weekly_purchases(silent, NOW, 119, 25))
+    (alert,) = await deployment.alerts_for(silent, 1, timeout=60)
+
+    await produce_events(deployment.stack.kafka_bootstrap, deployment.topics, [purchase(silent, datetime.now(UTC))])
+
+    firing, resolution = await deployment.alerts_for(silent, 2, timeout=30)
+    assert firing == alert
+    assert (resolution.status, resolution.resolves) == ("resolved", alert.alert_id)
+    wait_for(lambda: len(deployment.slack_posts_for(silent)) == 2, "the alert and its resolution in Slack")
+    posted = deployment.slack_posts_for(silent)[1]
+    assert posted["blocks"][0]["text"]["text"].startswith(":white_check_mark: Resolved")
+    assert alert.alert_id in posted["blocks"][-1]["elements"][0]["text"]

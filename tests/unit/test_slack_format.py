@@ -194,3 +194,22 @@ def test_customer_value_and_segment_are_shown_when_known() -> None:
     fields = [f["text"] for b in slack_blocks(alert)["blocks"] for f in b.get("fields", [])]
     assert "*Lifetime spend*\n1234.5" in fields and "*Lifetime purchases*\n17" in fields[-1] + fields[-2]
     assert not any("Segment" in f for f in fields)  # empty: not shown
+
+
+def test_a_resolution_says_so_and_names_the_alert_it_resolves() -> None:
+    resolution = Alert.resolution(
+        customer_id="c-9",
+        rule_id="purchase-overdue",
+        claim_key="abc",
+        severity=Severity.WARNING,
+        alerted_at=datetime(2026, 6, 1, tzinfo=UTC),
+        returned_at=datetime(2026, 6, 11, tzinfo=UTC),
+        trigger_event_id="e-1",
+        trigger_topic="churnwatch.purchases",
+        detected_at=datetime(2026, 6, 11, tzinfo=UTC),
+    )
+    payload = slack_blocks(resolution)
+    assert payload["blocks"][0]["text"]["text"] == ":white_check_mark: Resolved: purchase-overdue"
+    assert f"Resolves alert `{resolution.resolves}`" in payload["blocks"][-1]["elements"][0]["text"]
+    assert payload["text"].startswith("[RESOLVED] purchase-overdue")
+    assert "came back on 2026-06-11, 10 days after the alert" in payload["blocks"][1]["text"]["text"]
