@@ -127,7 +127,10 @@ class EventProcessor:
             return None
 
     async def _reject(self, record: SourceRecord, reason: str, detail: str) -> None:
-        await self._dead_letters.dead_letter(record, reason, detail)
+        """Dead-letter ``record``; a broker that is down stalls here, so no offset passes a message
+        that is in no topic."""
+        dead_letter = partial(self._dead_letters.dead_letter, record, reason, detail)
+        await self._retrying("deadletter", dead_letter, retry_on=_PUBLISH_ERRORS)
         self._metrics.deadletters.labels(topic=record.topic, reason=reason).inc()
         self._metrics.events_consumed.labels(topic=record.topic, outcome="invalid").inc()
         log.warning("dead-lettered %s[%d]@%d: %s: %s", record.topic, record.partition, record.offset, reason, detail)

@@ -24,7 +24,7 @@ from stream.quarantine import Quarantine, RedisQuarantineLedger
 from stream.windows import keys
 from stream.windows.store import RedisWindowStore, UpdateOutcome, WindowPolicy
 from tests.events_factory import feedback, interaction, purchase, unique_customer, weekly_purchases, wire
-from tests.fakes import RecordingDeadLetters, RecordingPublisher
+from tests.fakes import FlakyDeadLetters, RecordingDeadLetters, RecordingPublisher
 
 DEFAULT_RULES = Path(__file__).resolve().parents[2] / "rules" / "defaults"
 KINDS = {"p": "purchase", "i": "interaction", "f": "feedback"}
@@ -153,6 +153,21 @@ async def test_publish_outage_is_retried_not_skipped(harness: Harness) -> None:
     assert (
         harness.metrics.registry.get_sample_value("churnwatch_dependency_errors_total", {"operation": "publish"}) == 2
     )
+
+
+async def test_a_broker_outage_while_dead_lettering_stalls_and_loses_nothing(harness: Harness) -> None:
+    from aiokafka.errors import KafkaConnectionError
+
+    harness.processor._dead_letters = harness.dead = FlakyDeadLetters(
+        errors=[KafkaConnectionError("broker gone"), KafkaConnectionError("broker gone")]
+    )
+    record = SourceRecord("f", 0, 1, b"k", b"\x00not json")
+    assert await harness.processor.process(record) is None
+    assert [(r.offset, reason) for r, reason, _ in harness.dead.records] == [(1, "not_json")]
+    errors = harness.metrics.registry.get_sample_value(
+        "churnwatch_dependency_errors_total", {"operation": "deadletter"}
+    )
+    assert errors == 2
 
 
 async def test_garbage_is_dead_lettered_and_good_events_behind_it_flow(harness: Harness) -> None:
