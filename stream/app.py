@@ -23,6 +23,7 @@ from alerts.notifier import Notifier
 from alerts.slack import SlackNotifier
 from alerts.webhook import WebhookNotifier
 from rules.ruleset import RuleSet
+from stream.connections import faust_broker_settings, redis_client
 from stream.contracts import SourceRecord
 from stream.delivery import AlertDelivery
 from stream.delivery_log import RedisDeliveryLog
@@ -100,9 +101,11 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
     active = ActiveRules(rule_set, metrics)
     reloader = RuleReloader(settings.rules_dir, active, metrics)
 
+    broker = faust_broker_settings(settings)
     app = faust.App(
         settings.app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        broker=broker.url,
+        broker_credentials=broker.credentials,
         store="memory://",
         autodiscover=False,
         web_enabled=True,
@@ -124,12 +127,10 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
     alerts_topic = _raw_topic(app, topics.alerts)
     dead_letter_sink = KafkaDeadLetterSink(_raw_topic(app, topics.deadletter), max_bytes=settings.deadletter_max_bytes)
 
-    redis = Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+    redis = redis_client(settings, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
     store = RedisWindowStore(redis, settings.window_policy())
     # Its own client: a probe must not queue behind, or share the timeouts of, the data path's calls.
-    probe_redis = Redis.from_url(
-        settings.redis_url, socket_timeout=READINESS_TIMEOUT, socket_connect_timeout=READINESS_TIMEOUT
-    )
+    probe_redis = redis_client(settings, socket_timeout=READINESS_TIMEOUT, socket_connect_timeout=READINESS_TIMEOUT)
     guard = build_state_guard(settings, redis, metrics)
     processor = EventProcessor(
         stream_kinds=topics.event_kinds,

@@ -42,6 +42,7 @@ def _load_rules_or_exit(path: Path) -> RuleSet:
 def worker(rules_dir: Path | None, loglevel: str) -> None:
     """Run the stream worker (settings from CHURNWATCH_* environment variables)."""
     from stream.app import build_app
+    from stream.connections import describe_kafka, describe_redis
     from stream.lifecycle import BoundedWorker, exit_with_parent
     from stream.topics import ensure_topics
 
@@ -54,7 +55,7 @@ def worker(rules_dir: Path | None, loglevel: str) -> None:
     asyncio.run(ensure_topics(settings))
     built = build_app(settings, rule_set)
     click.echo(
-        f"churnwatch worker: kafka {settings.kafka_bootstrap}, redis {settings.redis_url}, "
+        f"churnwatch worker: kafka {describe_kafka(settings)}, redis {describe_redis(settings)}, "
         f"{len(built.rules().enabled)} rules (set {built.rules().version}), "
         f"metrics http://{settings.web_host}:{settings.web_port}/metrics"
     )

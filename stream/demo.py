@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -76,17 +77,24 @@ async def run_demo(
     stop: asyncio.Event | None = None,
     log: Callable[[str], None] = print,
     days: int = 120,
+    kafka_security: Mapping[str, Any] | None = None,
 ) -> DemoSummary:
     """Send the backfill in event-time order across all three topics (as live producers would), then
     live events at ``rate_per_second`` until ``stop`` is set. ``rate_per_second <= 0`` sends the
     backfill only. With ``stop=None`` the live trickle runs until the task is cancelled.
+    ``kafka_security``: aiokafka's TLS/SASL options (:func:`stream.connections.kafka_security_kwargs`).
     """
     rng = random.Random(seed)
     profiles = make_profiles(customers, rng)
     now = datetime.now(UTC)
     history = backfill_events(profiles, now, days, rng)
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5, client_id="churnwatch-demo"
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        client_id="churnwatch-demo",
+        **(kafka_security or {}),
     )
     await producer.start()
     live = 0

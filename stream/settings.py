@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from rules.base import Duration
 from stream.decoding import DecodePolicy
@@ -47,14 +57,86 @@ class Topics(BaseSettings):
         return next(topic for topic, k in self.event_kinds.items() if k == kind)
 
 
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+SECRETS_DIR_ENV = "CHURNWATCH_SECRETS_DIR"
+DEFAULT_SECRETS_DIR = Path("/run/secrets")
+"""Where Docker and Compose mount secrets: read when it exists and ``CHURNWATCH_SECRETS_DIR`` is unset."""
+_EMPTY_MEANS_UNSET = (
+    "kafka_sasl_mechanism",
+    "kafka_sasl_username",
+    "kafka_sasl_password",
+    "kafka_ssl_cafile",
+    "kafka_ssl_certfile",
+    "kafka_ssl_keyfile",
+    "kafka_ssl_key_password",
+    "redis_password",
+    "redis_ssl_ca_file",
+)
+
+
+def secrets_dir() -> Path | None:
+    """The directory of secret files (one per setting, named ``churnwatch_<setting>``), if any.
+
+    Read at each ``Settings()``, so a test or a launcher can point it elsewhere by the variable."""
+    configured = os.environ.get(SECRETS_DIR_ENV)
+    if configured:
+        path = Path(configured).expanduser()
+        if not path.is_dir():
+            raise SettingsError(f"{SECRETS_DIR_ENV}={configured} is not a directory")
+        return path
+    return DEFAULT_SECRETS_DIR if DEFAULT_SECRETS_DIR.is_dir() else None
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (in the user info or a ``password=`` parameter) replaced by ``***``.
+
+    What logs, errors and reprs show of a URL that may carry credentials (``redis://:pw@host``)."""
+    try:
+        parts = urlsplit(url)
+        has_password = parts.password is not None
+    except ValueError:
+        return "<unparseable URL>"
+    netloc, query = parts.netloc, parts.query
+    if has_password:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(key.lower() == "password" for key, _ in pairs):
+        query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in pairs], safe="*/")
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
 class Settings(BaseSettings):
     """Everything configurable, from ``CHURNWATCH_*`` variables (topic names: ``CHURNWATCH_TOPIC_*``)."""
 
-    model_config = SettingsConfigDict(env_prefix="CHURNWATCH_", frozen=True, extra="ignore")
+    # hide_input_in_errors: a validation error must not echo the input, which holds the secrets.
+    model_config = SettingsConfigDict(env_prefix="CHURNWATCH_", frozen=True, extra="ignore", hide_input_in_errors=True)
 
     app_id: str = Field(default="churnwatch", description="Kafka consumer group / faust app id")
     kafka_bootstrap: str = "127.0.0.1:9092"
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="redis:// or rediss:// (TLS); may carry a password, which is redacted wherever it is shown",
+    )
+    kafka_security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism | None = Field(default=None, description="Required with SASL_*")
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: FilePath | None = Field(
+        default=None,
+        description="With SSL/SASL_SSL: the CA bundle (PEM) that signed the brokers' certificates; "
+        "unset: the system's CAs",
+    )
+    kafka_ssl_certfile: FilePath | None = Field(default=None, description="Client certificate (PEM) for mutual TLS")
+    kafka_ssl_keyfile: FilePath | None = Field(default=None, description="Its private key, if not in the certfile")
+    kafka_ssl_key_password: SecretStr | None = None
+    redis_password: SecretStr | None = Field(
+        default=None, description="Redis AUTH password, instead of one in CHURNWATCH_REDIS_URL"
+    )
+    redis_ssl_ca_file: FilePath | None = Field(
+        default=None, description="With rediss://: the CA (PEM) that signed Redis's certificate; unset: the system's"
+    )
     topics: Topics = Field(default_factory=Topics)
     kafka_session_timeout: Duration = Field(
         default=timedelta(seconds=30),
@@ -147,6 +229,73 @@ class Settings(BaseSettings):
         description="How often the worker checks that Redis still holds its epoch marker (one EXISTS); "
         "a Redis emptied behind the committed offsets is noticed within this",
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Variables first, then secret files: ``<secrets dir>/churnwatch_kafka_sasl_password`` and so on."""
+        return init_settings, env_settings, dotenv_settings, SecretsSettingsSource(settings_cls, secrets_dir())
+
+    @field_validator(*_EMPTY_MEANS_UNSET, mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _connections_are_coherent(self) -> Settings:
+        problems = self._connection_problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _connection_problems(self) -> list[str]:
+        """Security settings that contradict each other, each named by its variable."""
+        protocol, problems = self.kafka_security_protocol, []
+        chosen = f"CHURNWATCH_KAFKA_SECURITY_PROTOCOL={protocol}"
+        sasl = {
+            "CHURNWATCH_KAFKA_SASL_MECHANISM": self.kafka_sasl_mechanism,
+            "CHURNWATCH_KAFKA_SASL_USERNAME": self.kafka_sasl_username,
+            "CHURNWATCH_KAFKA_SASL_PASSWORD": self.kafka_sasl_password,
+        }
+        tls = {
+            "CHURNWATCH_KAFKA_SSL_CAFILE": self.kafka_ssl_cafile,
+            "CHURNWATCH_KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
+            "CHURNWATCH_KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile,
+            "CHURNWATCH_KAFKA_SSL_KEY_PASSWORD": self.kafka_ssl_key_password,
+        }
+        if protocol.startswith("SASL_"):
+            missing = [name for name, value in sasl.items() if value is None]
+            if missing:
+                problems.append(f"{chosen} needs {', '.join(missing)} (a secret may be a file, see the README)")
+        elif given := [name for name, value in sasl.items() if value is not None]:
+            problems.append(f"{', '.join(given)} set, but {chosen} does not authenticate: use SASL_SSL")
+        if protocol not in ("SSL", "SASL_SSL") and (given := [name for name, value in tls.items() if value]):
+            problems.append(f"{', '.join(given)} set, but {chosen} does not use TLS: use SSL or SASL_SSL")
+        if self.kafka_ssl_certfile is None and (self.kafka_ssl_keyfile or self.kafka_ssl_key_password):
+            problems.append("CHURNWATCH_KAFKA_SSL_KEYFILE/_KEY_PASSWORD need CHURNWATCH_KAFKA_SSL_CERTFILE")
+        try:
+            redis = urlsplit(self.redis_url)
+            scheme, url_password = redis.scheme, redis.password
+        except ValueError:
+            return [*problems, "CHURNWATCH_REDIS_URL is not a URL"]
+        if scheme not in ("redis", "rediss", "unix"):
+            problems.append(f"CHURNWATCH_REDIS_URL must start with redis://, rediss:// or unix://, not {scheme}://")
+        if self.redis_ssl_ca_file is not None and scheme != "rediss":
+            problems.append("CHURNWATCH_REDIS_SSL_CA_FILE set, but CHURNWATCH_REDIS_URL is not rediss:// (no TLS)")
+        if self.redis_password is not None and url_password is not None:
+            problems.append("a Redis password in both CHURNWATCH_REDIS_URL and CHURNWATCH_REDIS_PASSWORD: keep one")
+        return problems
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        """What ``repr``/``str`` show: the secrets are ``SecretStr`` already; the Redis URL is redacted."""
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "redis_url" else value
 
     def window_policy(self) -> WindowPolicy:
         """What the Redis window script needs from the settings."""

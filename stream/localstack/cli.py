@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import click
 
@@ -20,6 +21,11 @@ def _log(message: str) -> None:
     click.echo(message, err=True)
 
 
+def _public_json(info: StackInfo) -> dict[str, object]:
+    """The stack info without a secure stack's passwords (they stay in its stack.json and secrets dir)."""
+    return {k: v for k, v in info.to_json().items() if k not in ("kafka_sasl_password", "redis_password")}
+
+
 def _print_info(info: StackInfo) -> None:
     click.echo(f"stack:           {info.name}")
     click.echo(f"kafka bootstrap: {info.kafka_bootstrap}")
@@ -27,6 +33,13 @@ def _print_info(info: StackInfo) -> None:
     click.echo(f"kafka version:   {info.kafka_version}")
     click.echo(f"pids:            kafka={info.kafka_pid} redis={info.redis_pid}")
     click.echo(f"dir:             {info.stack_dir}")
+    if info.secure:
+        click.echo(
+            f"security:        kafka {info.kafka_security_protocol} ({info.kafka_sasl_mechanism} or PLAIN, "
+            f"user {info.kafka_sasl_username}), redis TLS + AUTH"
+        )
+        click.echo(f"ca file:         {info.ca_file}")
+        click.echo(f"secrets dir:     {info.secrets_dir} (passwords; `churnwatch stack env` sets a client up)")
 
 
 @click.group("stack")
@@ -38,14 +51,20 @@ def stack_group() -> None:
 @_name_option
 @click.option("--json", "as_json", is_flag=True, help="Print the stack info as JSON.")
 @click.option("--timeout", default=90.0, show_default=True, help="Seconds to wait for Kafka.")
-def up_command(name: str, as_json: bool, timeout: float) -> None:
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="Kafka over SASL_SSL (SCRAM-SHA-512 or PLAIN) and Redis over TLS with a password, "
+    "with a throw-away CA and passwords in the stack dir.",
+)
+def up_command(name: str, as_json: bool, timeout: float, secure: bool) -> None:
     """Start the stack (no-op if it is already running and healthy)."""
     try:
-        info = stack_up(name, log=_log, timeout=timeout)
+        info = stack_up(name, log=_log, timeout=timeout, secure=secure)
     except (KafkaStartError, RedisStartError, RuntimeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
-        click.echo(json.dumps(info.to_json(), indent=2))
+        click.echo(json.dumps(_public_json(info), indent=2))
     else:
         _print_info(info)
 
@@ -62,6 +81,19 @@ def down_command(name: str, purge: bool) -> None:
     click.echo(f"stack {name!r} down{' and purged' if purge else ''}")
 
 
+@stack_group.command("env")
+@_name_option
+def env_command(name: str) -> None:
+    """Print the CHURNWATCH_* variables for a client of the stack: eval "$(churnwatch stack env)".
+
+    A secure stack's passwords are not printed: the variables point at its secrets dir."""
+    statuses = stack_status(name)
+    if not statuses or statuses[0].info is None or statuses[0].state != "running":
+        raise click.ClickException(f"stack {name!r} is not running")
+    for key, value in statuses[0].info.client_env().items():
+        click.echo(f"export {key}={shlex.quote(value)}")
+
+
 @stack_group.command("status")
 @click.option("--name", "-n", default=None, help="Only this stack (default: all).")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
@@ -75,7 +107,7 @@ def status_command(name: str | None, as_json: bool) -> None:
                 "state": s.state,
                 "kafka_alive": s.kafka_alive,
                 "redis_alive": s.redis_alive,
-                "info": s.info.to_json() if s.info else None,
+                "info": _public_json(s.info) if s.info else None,
             }
             for s in statuses
         ]

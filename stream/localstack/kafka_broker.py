@@ -15,7 +15,10 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .paths import KAFKA_POM, LOG4J2_CONFIG, file_lock, kafka_home
 from .ports import LOOPBACK, port_in_use
@@ -23,6 +26,9 @@ from .processes import Log, ensure_apt_tool, pid_alive, spawn, tail
 
 READY_TOPIC = "__churnwatch_localstack_ready"
 COMPLETE_MARKER = ".complete"
+SECURE_LISTENER = "SASL_SSL"
+"""A secure stack's only client listener (the listener's name is its protocol's)."""
+SASL_MECHANISMS = ("SCRAM-SHA-512", "PLAIN")
 
 # Lean JVM for a 2-core dev box, measured (cached jars, this machine):
 # - SerialGC: fewest GC threads; G1 started no faster (2.6 s vs 2.6 s up).
@@ -101,8 +107,48 @@ def ensure_kafka_libs(*, log: Log = print) -> Path:
         return libs
 
 
-def server_properties(*, data_dir: Path, port: int, controller_port: int) -> str:
-    """Config of a single combined broker+controller with a static one-voter quorum."""
+@dataclass(frozen=True)
+class SecureListener:
+    """What a secure stack's SASL_SSL listener needs: its TLS identity and one client user.
+
+    The user logs in with SCRAM-SHA-512 (credentials written at storage format time) or PLAIN (the
+    JAAS user list); the broker talks to itself over the same listener with PLAIN as ``broker``."""
+
+    keystore: Path
+    truststore: Path
+    username: str
+    password: str = field(repr=False)
+    broker_password: str = field(repr=False)
+
+    def properties(self, port: int, controller_port: int) -> dict[str, str]:
+        listener = SECURE_LISTENER.lower()
+        plain_users = f'user_broker="{self.broker_password}" user_{self.username}="{self.password}"'
+        return {
+            # The controller listener stays plaintext on loopback: only the node itself speaks to it.
+            "listeners": f"{SECURE_LISTENER}://{LOOPBACK}:{port},CONTROLLER://{LOOPBACK}:{controller_port}",
+            "advertised.listeners": f"{SECURE_LISTENER}://{LOOPBACK}:{port}",
+            "inter.broker.listener.name": SECURE_LISTENER,
+            "listener.security.protocol.map": f"CONTROLLER:PLAINTEXT,{SECURE_LISTENER}:SASL_SSL",
+            "sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
+            "sasl.mechanism.inter.broker.protocol": "PLAIN",
+            f"listener.name.{listener}.plain.sasl.jaas.config": (
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'username="broker" password="{self.broker_password}" {plain_users};'
+            ),
+            f"listener.name.{listener}.scram-sha-512.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(self.keystore),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(self.truststore),
+            "ssl.client.auth": "none",
+        }
+
+
+def server_properties(*, data_dir: Path, port: int, controller_port: int, secure: SecureListener | None = None) -> str:
+    """Config of a single combined broker+controller with a static one-voter quorum; with ``secure``,
+    its client listener is SASL_SSL instead of PLAINTEXT."""
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -132,6 +178,8 @@ def server_properties(*, data_dir: Path, port: int, controller_port: int) -> str
         "log.cleaner.threads": "1",
         "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
     }
+    if secure is not None:
+        props.update(secure.properties(port, controller_port))
     return "".join(f"{key}={value}\n" for key, value in props.items())
 
 
@@ -155,17 +203,28 @@ def new_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-def format_storage(libs: Path, config: Path, *, kafka_dir: Path, log_path: Path) -> None:
-    """Write meta.properties / bootstrap checkpoint into log.dirs (KRaft needs this once)."""
+def format_storage(
+    libs: Path, config: Path, *, kafka_dir: Path, log_path: Path, scram_user: tuple[str, str] | None = None
+) -> None:
+    """Write meta.properties / bootstrap checkpoint into log.dirs (KRaft needs this once).
+
+    ``scram_user`` (name, password) gets SCRAM-SHA-512 credentials in the bootstrap metadata (KRaft,
+    Kafka 3.5+). StorageTool takes them only on its command line, so the throw-away password is in
+    that JVM's argv for the two seconds it runs; the log records it redacted."""
     cluster_id = new_cluster_id()
+    scram: list[str] = []
+    if scram_user is not None:
+        name, password = scram_user
+        scram = ["--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]"]
     cmd = java_cmd(
         # "--cluster-id=<id>", not "-t <id>": an id starting with '-' would read as an option.
-        libs, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config),
+        libs, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config), *scram,
         stack_marker_dir=kafka_dir,
     )  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=kafka_dir)
+    shown = f" --add-scram SCRAM-SHA-512=[name={scram_user[0]},password=***]" if scram_user else ""
     with open(log_path, "a") as handle:
-        handle.write(f"$ kafka.tools.StorageTool format --cluster-id={cluster_id}\n{proc.stdout}{proc.stderr}")
+        handle.write(f"$ kafka.tools.StorageTool format --cluster-id={cluster_id}{shown}\n{proc.stdout}{proc.stderr}")
     if proc.returncode != 0:
         raise KafkaStartError(f"kafka storage format failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
 
@@ -176,12 +235,13 @@ def start_broker(libs: Path, config: Path, *, kafka_dir: Path, log_path: Path) -
     return spawn(cmd, log_path=log_path, cwd=kafka_dir).pid
 
 
-async def _probe_once(bootstrap: str, timeout_ms: int) -> None:
-    """Create the readiness topic and get an ack for one message: the broker is usable."""
+async def _probe_once(bootstrap: str, timeout_ms: int, security: Mapping[str, Any]) -> None:
+    """Create the readiness topic and get an ack for one message: the broker is usable (and, on a
+    secure stack, the TLS handshake and the SASL login work)."""
     from aiokafka import AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms, **security)
     try:
         await admin.start()
         response = await admin.create_topics(
@@ -194,7 +254,7 @@ async def _probe_once(bootstrap: str, timeout_ms: int) -> None:
                 raise RuntimeError(f"create_topics({READY_TOPIC}) error code {code}: {topic_error}")
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", request_timeout_ms=timeout_ms)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", request_timeout_ms=timeout_ms, **security)
     try:
         await producer.start()
         await asyncio.wait_for(producer.send_and_wait(READY_TOPIC, b"ready"), timeout=timeout_ms / 1000)
@@ -202,8 +262,15 @@ async def _probe_once(bootstrap: str, timeout_ms: int) -> None:
         await producer.stop()
 
 
-async def wait_ready(bootstrap: str, *, timeout: float, pid: int | None = None, log_path: Path | None = None) -> float:
-    """Retry the probe until it passes; return seconds waited.
+async def wait_ready(
+    bootstrap: str,
+    *,
+    timeout: float,
+    pid: int | None = None,
+    log_path: Path | None = None,
+    security: Mapping[str, Any] | None = None,
+) -> float:
+    """Retry the probe until it passes; return seconds waited. ``security``: aiokafka's TLS/SASL options.
 
     Fails fast if the JVM died and always attaches the broker log tail, because
     "timed out" alone is useless when the real reason is in the broker log.
@@ -228,7 +295,7 @@ async def wait_ready(bootstrap: str, *, timeout: float, pid: int | None = None, 
             break
         try:
             per_try_ms = int(max(1.0, min(10.0, remaining)) * 1000)
-            await asyncio.wait_for(_probe_once(bootstrap, per_try_ms), timeout=remaining + 1)
+            await asyncio.wait_for(_probe_once(bootstrap, per_try_ms, security or {}), timeout=remaining + 1)
             return time.monotonic() - started
         except Exception as exc:
             last_error = exc

@@ -73,8 +73,7 @@ def start_worker(
     (web_port,) = free_ports(1)
     child_env = {
         **os.environ,
-        "CHURNWATCH_KAFKA_BOOTSTRAP": info.kafka_bootstrap,
-        "CHURNWATCH_REDIS_URL": info.redis_url,
+        **info.client_env(),  # a secure stack's security settings too (passwords by its secrets dir)
         "CHURNWATCH_WEB_PORT": str(web_port),
         "CHURNWATCH_PARENT_PID": str(os.getpid()),
         **(env or {}),

@@ -60,7 +60,11 @@ class Deployment:
             return [Alert.model_validate_json(r.value) for r in records if r.key == customer_id.encode()]
 
         records = await read_topic(
-            self.stack.kafka_bootstrap, self.topics.alerts, until=lambda rs: len(mine(rs)) >= count, timeout=timeout
+            self.stack.kafka_bootstrap,
+            self.topics.alerts,
+            until=lambda rs: len(mine(rs)) >= count,
+            timeout=timeout,
+            security=self.stack.kafka_security(),
         )
         return mine(records)
 
