@@ -244,6 +244,71 @@ def state_accept_loss() -> None:
         click.echo(f"Redis already holds the epoch marker for app {settings.app_id!r} ({seen}): nothing to accept")
 
 
+@main.group()
+def model() -> None:
+    """Purchase models for `kind: purchase_model` rules, fitted offline (needs churnwatch[model])."""
+
+
+@model.command("fit")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), help="Default: from the suffix (.csv or not)")
+@click.option("--customer-column", default="customer_id", show_default=True, help="CSV: the customer id column")
+@click.option("--time-column", default="occurred_at", show_default=True, help="CSV: the purchase time column")
+@click.option("--amount-column", help="CSV: rows whose amount is not above zero (returns) are skipped")
+@click.option("--time-format", help="CSV: strptime format of the times; default ISO 8601 (naive times are UTC)")
+@click.option("--as-of", "as_of", help="Cut-off (ISO 8601): later purchases are ignored; default: the latest one")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the parameters (YAML, or .json)")
+def model_fit(
+    file: Path,
+    fmt: str | None,
+    customer_column: str,
+    time_column: str,
+    amount_column: str | None,
+    time_format: str | None,
+    as_of: str | None,
+    out: Path | None,
+) -> None:
+    """Fit BG/NBD to a purchase history: JSON Lines of purchase events, or a transactions CSV.
+
+    Invalid rows are counted and skipped. Prints the parameters and a fit summary; --out writes the
+    file whose `parameters:` a purchase_model rule takes."""
+    from datetime import UTC, datetime
+
+    try:
+        from stream import model_fit as fitting
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in ("numpy", "scipy"):
+            raise
+        missing = f"churnwatch model fit needs numpy and scipy ({exc.name} is missing)"
+        click.echo(f"{missing}: install churnwatch[model]", err=True)
+        sys.exit(2)
+    cut = datetime.fromisoformat(as_of) if as_of else None
+    if cut is not None and cut.tzinfo is None:
+        cut = cut.replace(tzinfo=UTC)
+    try:
+        history, report = fitting.read_history(
+            file,
+            fmt or ("csv" if file.suffix.lower() == ".csv" else "jsonl"),
+            customer_column=customer_column,
+            time_column=time_column,
+            amount_column=amount_column,
+            time_format=time_format,
+        )
+        click.echo(report.summary(), err=True)
+        for example in report.examples:
+            click.echo(f"  {example}", err=True)
+        fit, cut = fitting.fit_history(history, cut)
+    except ValueError as exc:
+        click.echo(f"churnwatch model fit: {exc}", err=True)
+        sys.exit(1)
+    click.echo(fitting.describe(fit, cut))
+    if out is not None:
+        fitting.write_parameters(fitting.parameters_document(fit, cut, str(file)), out)
+        click.echo(f"wrote {out}")
+    if not fit.converged:
+        sys.exit(1)
+
+
 def _mount_stack() -> None:
     from stream.localstack.cli import stack_group
 
