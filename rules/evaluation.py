@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TypeVar
 
 from rules.base import Finding, RuleBase, Verdict
 from rules.cel import compile_condition, evidence_value
@@ -64,31 +65,38 @@ def evaluate_rule(rule: RuleBase, state: CustomerState, now: datetime) -> Findin
 
 
 RuleErrorHandler = Callable[[RuleBase, Exception], None]
+T = TypeVar("T")
+
+
+def _each_enabled(
+    rules: Iterable[RuleBase], ask: Callable[[RuleBase], T | None], on_rule_error: RuleErrorHandler | None
+) -> list[T]:
+    """``ask`` every enabled rule, keeping the answers that are not None. With ``on_rule_error``, a
+    rule that raises is reported there and the others still answer (the worker: one broken rule must
+    not silence the rest); without it, the error propagates (tests, tools)."""
+    answers = []
+    for rule in rules:
+        if not rule.enabled:
+            continue
+        try:
+            answer = ask(rule)
+        except Exception as exc:
+            if on_rule_error is None:
+                raise
+            on_rule_error(rule, exc)
+            continue
+        if answer is not None:
+            answers.append(answer)
+    return answers
 
 
 def evaluate(
     rules: Iterable[RuleBase], state: CustomerState, now: datetime, *, on_rule_error: RuleErrorHandler | None = None
 ) -> list[Finding]:
     """Findings of every enabled rule that fires for this customer at ``now`` (shadow rules included:
-    the caller decides what a shadow finding means).
-
-    With ``on_rule_error``, a rule that raises is reported there and the other rules still run (the
-    worker: one broken rule must not silence the rest); without it, the error propagates (tests)."""
+    the caller decides what a shadow finding means)."""
     ctx = EvaluationContext(state, now)
-    findings = []
-    for rule in rules:
-        if not rule.enabled:
-            continue
-        try:
-            finding = explain_rule(rule, ctx).finding
-        except Exception as exc:
-            if on_rule_error is None:
-                raise
-            on_rule_error(rule, exc)
-            continue
-        if finding is not None:
-            findings.append(finding)
-    return findings
+    return _each_enabled(rules, lambda rule: explain_rule(rule, ctx).finding, on_rule_error)
 
 
 def next_due(
@@ -97,17 +105,9 @@ def next_due(
     """The one answer to "when is this customer judged next, if they send nothing": the earliest
     moment after ``now`` at which an enabled rule in whose scope they are may change its verdict."""
     ctx = EvaluationContext(state, now)
-    moments = []
-    for rule in rules:
-        if not rule.enabled:
-            continue
-        try:
-            moment = rule.next_check(ctx) if in_scope(rule, ctx) else None
-        except Exception as exc:
-            if on_rule_error is None:
-                raise
-            on_rule_error(rule, exc)
-            continue
-        if moment is not None and moment > now:
-            moments.append(moment)
-    return min(moments, default=None)
+
+    def moment(rule: RuleBase) -> datetime | None:
+        at = rule.next_check(ctx) if in_scope(rule, ctx) else None
+        return at if at is not None and at > now else None
+
+    return min(_each_enabled(rules, moment, on_rule_error), default=None)

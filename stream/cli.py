@@ -115,8 +115,7 @@ def rules_explain(rule_id: str, customer_id: str, rules_path: Path | None, at: s
     """Show what RULE_ID sees for a customer in the live Redis state, and whether it would fire."""
     from datetime import datetime
 
-    from redis.asyncio import Redis
-
+    from stream.connections import redis_client
     from stream.explain import explain_customer, render_text
 
     settings = Settings()
@@ -128,7 +127,7 @@ def rules_explain(rule_id: str, customer_id: str, rules_path: Path | None, at: s
     when = datetime.fromisoformat(at) if at else None
 
     async def run() -> str:
-        redis = Redis.from_url(settings.redis_url)
+        redis = redis_client(settings)
         try:
             return render_text(await explain_customer(redis, rule, customer_id, when))
         finally:
@@ -176,14 +175,13 @@ def quarantine() -> None:
 
 
 def _with_quarantine_ledger(use: Callable[[RedisQuarantineLedger], Awaitable[T]]) -> T:
-    from redis.asyncio import Redis
-
+    from stream.connections import redis_client
     from stream.quarantine import RedisQuarantineLedger
 
     settings = Settings()
 
     async def run() -> T:
-        redis = Redis.from_url(settings.redis_url)
+        redis = redis_client(settings)
         try:
             return await use(RedisQuarantineLedger(redis, settings.app_id))
         finally:
@@ -222,14 +220,13 @@ def state_accept_loss() -> None:
 
     Workers stopped by the loss resume within CHURNWATCH_STATE_CHECK_INTERVAL. Prefer restoring Redis
     from its AOF or snapshot; after a replay of the topics' history, run this before starting the workers."""
-    from redis.asyncio import Redis
-
+    from stream.connections import redis_client
     from stream.state_guard import EpochMarker, RedisEpochStore, accept_loss
 
     settings = Settings()
 
     async def run() -> tuple[bool, EpochMarker | None]:
-        redis = Redis.from_url(settings.redis_url)
+        redis = redis_client(settings)
         try:
             return await accept_loss(RedisEpochStore(redis, settings.app_id))
         finally:

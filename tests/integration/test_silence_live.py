@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from stream.localstack import StackInfo
+from stream.localstack.worker import running_worker
 from tests.events_factory import purchase, unique_customer, weekly_purchases
 from tests.integration.deployment import Deployment, deploy
 from tests.integration.kafka_io import produce_events
@@ -84,3 +85,29 @@ async def test_the_silent_customer_who_comes_back_gets_a_resolution_in_slack(dep
     posted = deployment.slack_posts_for(silent)[1]
     assert posted["blocks"][0]["text"]["text"].startswith(":white_check_mark: Resolved")
     assert alert.alert_id in posted["blocks"][-1]["elements"][0]["text"]
+
+
+async def test_two_workers_sharing_the_due_index_alert_each_silence_once(
+    deployment: Deployment, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    log = tmp_path_factory.mktemp("second") / "worker.log"
+    with running_worker(deployment.stack, env=deployment.env, output=log) as second:
+        silent = [unique_customer("two-workers") for _ in range(12)]
+        events = [event for cid in silent for event in weekly_purchases(cid, NOW, 119, 25)]
+        await produce_events(deployment.stack.kafka_bootstrap, deployment.topics, events)
+
+        alerts = {cid: await deployment.alerts_for(cid, 1, timeout=60) for cid in silent}
+        time.sleep(4)  # several scans of both workers
+        again = {cid: await deployment.alerts_for(cid, 2, timeout=0.5) for cid in silent}
+        scanned = deployment.metric("churnwatch_due_judged_total") + metric(second.get("/metrics"))
+
+    assert all(len(found) == 1 for found in alerts.values())
+    assert {cid: len(found) for cid, found in again.items()} == dict.fromkeys(silent, 1)
+    assert scanned >= len(silent)
+
+
+def metric(exposition: str, name: str = "churnwatch_due_judged_total") -> float:
+    for line in exposition.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
