@@ -40,7 +40,15 @@ def describe(profiles: list[CustomerProfile], backfilled: int) -> list[str]:
         f"backfilled {backfilled} events for {len(profiles)} customers ({n[Persona.HEALTHY]} healthy, "
         f"{n[Persona.FADING]} fading, {n[Persona.DETRACTOR]} detractors, {others} new/occasional)"
     ]
-    for persona, rule in ((Persona.FADING, "purchase-frequency-drop"), (Persona.DETRACTOR, "nps-detractor")):
+    expectations = (
+        (
+            Persona.FADING,
+            "purchase-overdue for those who stopped buying altogether (about half; purchase-frequency-drop, "
+            'a shadow rule, counts all of them in churnwatch_alerts_fired_total{mode="shadow"} and sends nothing)',
+        ),
+        (Persona.DETRACTOR, "nps-detractor"),
+    )
+    for persona, rule in expectations:
         ids = [p.customer_id for p in profiles if p.persona is persona]
         if ids:
             lines.append(f"expect {rule} for: {', '.join(ids)}")

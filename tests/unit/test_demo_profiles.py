@@ -7,7 +7,7 @@ import itertools
 import json
 import random
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from rules.evaluation import evaluate
+from rules.evaluation import evaluate, next_due
 from rules.ruleset import load_rule_set
 from rules.state import CustomerState, DayWindow, day_number
+from rules.windows import count_in_last
 from stream import demo
 from stream.demo_profiles import (
     CustomerProfile,
@@ -41,22 +42,30 @@ REQUIRED = {
     Persona.FADING: {"purchase-frequency-drop"},
     Persona.DETRACTOR: {"nps-detractor"},
 }
-"""Rules that must fire for each persona (at the end of its history)."""
+"""Rules that must fire for each persona (at the end of its history). purchase-frequency-drop is a
+shadow rule now (judged, nobody told), and evaluate() still returns it."""
+STOPPED_REQUIRED = {"purchase-overdue"}
+"""And for a fading customer with no purchase in the last 30 days (about half of them): their weekly
+rhythm makes a silence of 35-45 days overdue (after 4 times their long gap, at least 30 days)."""
 ALLOWED = {
     Persona.HEALTHY: set(),
     Persona.NEW: set(),
     Persona.OCCASIONAL: set(),
-    Persona.FADING: {"purchase-frequency-drop", "interaction-drop", "spend-drop", "health-score"},
+    Persona.FADING: {"purchase-frequency-drop", "purchase-overdue", "interaction-drop", "spend-drop", "health-score"},
     Persona.DETRACTOR: {"nps-detractor", "support-spike", "health-score"},
 }
 """Rules that may fire too: a fading customer also logs in less; a detractor often files tickets.
-Quiet personas must never fire anything (false alarms)."""
+Quiet personas must never fire anything (false alarms). No persona is silent for the 45 days of
+purchase-inactivity."""
 
 
-def assert_verdicts(seen: set[str], persona: Persona, who: object, *, complete: bool = True) -> None:
+def assert_verdicts(
+    seen: set[str], persona: Persona, who: object, *, complete: bool = True, stopped: bool = False
+) -> None:
     assert seen <= ALLOWED[persona], (who, seen - ALLOWED[persona])
     if complete:
-        assert REQUIRED[persona] <= seen, (who, REQUIRED[persona] - seen)
+        required = REQUIRED[persona] | (STOPPED_REQUIRED if stopped else set())
+        assert required <= seen, (who, required - seen)
 
 
 def generate(seed: int, customers: int = 40) -> tuple[list[CustomerProfile], list[AnyEvent]]:
@@ -74,6 +83,8 @@ def traffic(request: pytest.FixtureRequest) -> tuple[list[CustomerProfile], dict
     return profiles, by_customer
 
 
+SCAN = timedelta(seconds=5)
+"""The worker's default due-scan interval: a due customer is judged within it."""
 POLICY = WindowPolicy(
     retention=timedelta(days=150), dedupe_ttl=timedelta(days=7), idle_ttl=timedelta(days=180), feedback_history=10
 )
@@ -215,12 +226,40 @@ def test_nobody_else_is_a_detractor(traffic):
 # --- the real rules over the generated history -----------------------------------------------------------
 
 
+def stopped_buying(persona: Persona, state: CustomerState, now: datetime) -> bool:
+    return persona is Persona.FADING and count_in_last(state.purchases_by_day, now, 30) == 0
+
+
 def test_default_rules_fire_for_exactly_the_right_personas(traffic):
     profiles, by_customer = traffic
+    stopped = 0
     for p in profiles:
         state = build_state(p.customer_id, by_customer[p.customer_id])
-        assert_verdicts(fired(state, NOW), p.persona, p)
-        assert_verdicts(fired(state, state.watermark), p.persona, p)
+        assert state.watermark is not None
+        for at in (NOW, state.watermark):
+            assert_verdicts(fired(state, at), p.persona, p, stopped=stopped_buying(p.persona, state, at))
+        stopped += stopped_buying(p.persona, state, NOW)
+    assert stopped, "some fading customer stopped buying altogether"
+
+
+def test_no_false_alarm_at_the_due_moments(traffic):
+    """The worker also judges a silent customer when a rule's next_check says so (the due scan, a
+    few seconds after the due moment): quiet personas stay quiet then too."""
+    profiles, by_customer = traffic
+    judged = Counter[Persona]()
+    for p in profiles:
+        store, seen, events = windows(), set(), by_customer[p.customer_id]
+        for i, event in enumerate(events):
+            state = store.apply(event).state
+            assert state.watermark is not None
+            following = events[i + 1].occurred_at if i + 1 < len(events) else NOW
+            due = next_due(RULES, state, state.watermark)
+            while due is not None and due + SCAN < following:
+                seen |= fired(state, due + SCAN)
+                judged[p.persona] += 1
+                due = next_due(RULES, state, due + SCAN)
+        assert_verdicts(seen, p.persona, p, complete=False)
+    assert judged[Persona.FADING], "fading customers went silent past a threshold"
 
 
 def test_no_false_alarm_while_the_history_is_replayed_in_order(traffic):
