@@ -1,4 +1,8 @@
-"""Test doubles for the processor's outbound roles (one module, no mock.patch)."""
+"""Test doubles for the processor's outbound roles (one module, no mock.patch).
+
+The in-memory stores are real adapters (:mod:`stream.windows.memory_store`), and so are the collecting
+sinks of a replay (:mod:`stream.replay`); the doubles here add failures on demand.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,13 @@ from dataclasses import dataclass, field
 
 from alerts.model import Alert
 from stream.contracts import SourceRecord
+from stream.replay import ReplayDeadLetters, ReplayPublisher
 
 
 @dataclass
-class RecordingPublisher:
-    alerts: list[Alert] = field(default_factory=list)
+class RecordingPublisher(ReplayPublisher):
+    """The replay's collecting publisher (``alerts``), able to fail on demand."""
+
     fail_next: int = 0
     """Raise on the next N publishes, as a broker outage or a crash mid-publish would."""
 
@@ -19,15 +25,11 @@ class RecordingPublisher:
         if self.fail_next:
             self.fail_next -= 1
             raise ConnectionError("alerts topic unavailable")
-        self.alerts.append(alert)
+        await super().publish(alert)
 
 
-@dataclass
-class RecordingDeadLetters:
-    records: list[tuple[SourceRecord, str, str]] = field(default_factory=list)
-
-    async def dead_letter(self, record: SourceRecord, reason: str, detail: str) -> None:
-        self.records.append((record, reason, detail))
+RecordingDeadLetters = ReplayDeadLetters
+"""Collects ``(record, reason, detail)``: the replay's dead-letter sink, one implementation."""
 
 
 @dataclass

@@ -158,6 +158,11 @@ class MemoryWindows:
     def read(self, customer_id: str) -> CustomerState:
         return self._state(customer_id, keys.customer_state(customer_id))
 
+    def fields(self, customer_id: str) -> dict[str, str]:
+        """The customer's window fields as the script leaves them in the hash, for a store that keeps
+        other fields in the same hash (the alert ledger: :mod:`stream.windows.memory_store`)."""
+        return self._fields(keys.customer_state(customer_id))
+
     def _fields(self, state_key: str) -> dict[str, str]:
         customer = self._customers.get(state_key)
         return customer.fields() if customer else {}
