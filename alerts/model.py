@@ -12,9 +12,15 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from rules.base import EvidenceValue, Finding, Severity
+from rules.base import EvidenceValue, Finding, Mode, Severity
 
 _ALERT_NAMESPACE = uuid.UUID("6f1c1d2e-7a43-4a55-9d0c-2b1d8f0c9e11")
+
+
+def ledger_id(rule_id: str, mode: Mode) -> str:
+    """Which alert ledger a rule's claims go to: a shadow rule keeps its own, so its count is what it
+    *would* have sent, cooldowns included, and promoting it later starts with a clean slate."""
+    return f"shadow:{rule_id}" if mode is Mode.SHADOW else rule_id
 
 
 def alert_id_for(customer_id: str, rule_id: str, claim_key: str) -> str:

@@ -9,7 +9,8 @@ from datetime import datetime
 
 from redis.asyncio import Redis
 
-from rules.base import RuleBase
+from alerts.model import ledger_id
+from rules.base import Mode, RuleBase
 from rules.cel import compile_condition, evidence_value
 from rules.context import EvaluationContext
 from rules.evaluation import Explanation, explain_rule
@@ -31,7 +32,7 @@ class CustomerExplanation:
 async def explain_customer(redis: Redis, rule: RuleBase, customer_id: str, at: datetime | None) -> CustomerExplanation:
     fields = await redis.hgetall(keys.customer_state(customer_id))
     state = state_from_hash(customer_id, fields)
-    claim = fields.get(f"a:{rule.id}".encode())
+    claim = fields.get(f"a:{ledger_id(rule.id, rule.mode)}".encode())
     when = at or state.watermark
     explanation = None if when is None else explain_rule(rule, EvaluationContext(state, when))
     return CustomerExplanation(rule, state, when, explanation, _text(claim) if claim else None)
@@ -66,5 +67,6 @@ def render_text(result: CustomerExplanation) -> str:
     if result.last_alert:
         fired_ms, _, _ = result.last_alert.partition("|")
         fired = datetime.fromtimestamp(int(fired_ms) / 1000).astimezone()
-        lines.append(f"last alerted at {fired.isoformat()} (event time); cooldown {rule.cooldown}")
+        told = " (shadow: nobody was told)" if rule.mode is Mode.SHADOW else ""
+        lines.append(f"last alerted at {fired.isoformat()} (event time){told}; cooldown {rule.cooldown}")
     return "\n".join(lines)

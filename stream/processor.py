@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TypeVar
 
-from alerts.model import Alert
+from alerts.model import Alert, ledger_id
 from rules.base import Finding, Mode, RuleBase
 from rules.evaluation import evaluate, next_due
 from rules.ruleset import RuleSet
@@ -310,14 +310,12 @@ class EventProcessor:
 
     async def _claim_and_publish(self, finding: Finding, trigger: Trigger) -> None:
         shadow = finding.mode is Mode.SHADOW
-        # A shadow rule keeps its own ledger, so its count is what it *would* have sent, cooldowns
-        # included, and promoting it to active later starts with a clean slate.
-        ledger_id = f"shadow:{finding.rule_id}" if shadow else finding.rule_id
+        ledger = ledger_id(finding.rule_id, finding.mode)
         claim = await self._retrying(
             "claim",
             lambda: self._store.claim_alert(
                 customer_id=finding.customer_id,
-                rule_id=ledger_id,
+                rule_id=ledger,
                 at=finding.evaluated_at,
                 cooldown=finding.cooldown,
                 event_id=trigger.event_id,
@@ -331,7 +329,7 @@ class EventProcessor:
             await self._retrying(
                 "confirm",
                 lambda: self._store.confirm_published(
-                    customer_id=finding.customer_id, rule_id=ledger_id, claim_key=claim.key
+                    customer_id=finding.customer_id, rule_id=ledger, claim_key=claim.key
                 ),
             )
             self._metrics.alerts_fired.labels(

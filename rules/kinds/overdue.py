@@ -59,7 +59,8 @@ class OverdueCondition(Condition):
             "purchase_days": rhythm.purchase_days,
             "last_purchase_at": rhythm.last_purchase_at.isoformat(),
         }
-        if silence < threshold:
+        # Compared as durations, exactly as next_check adds it: judged at that very moment it fires.
+        if ctx.now - rhythm.last_purchase_at < timedelta(days=threshold):
             return Verdict.quiet(evidence)
         return Verdict.fire(evidence, episode=f"overdue-since@{rhythm.last_purchase_at.isoformat()}")
 

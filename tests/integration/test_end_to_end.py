@@ -36,9 +36,9 @@ async def test_fading_customer_and_detractor_alert_on_topic_and_slack(deployment
     await produce_events(deployment.stack.kafka_bootstrap, deployment.topics, events)
 
     alerts = await deployment.alerts_for(cid, 2)
-    assert sorted(a.rule_id for a in alerts) == ["nps-detractor", "purchase-frequency-drop"]
-    drop = next(a for a in alerts if a.rule_id == "purchase-frequency-drop")
-    assert drop.evidence["recent_purchases"] == 0 and drop.evidence["baseline_purchases"] == 12
+    assert sorted(a.rule_id for a in alerts) == ["nps-detractor", "purchase-overdue"]
+    overdue = next(a for a in alerts if a.rule_id == "purchase-overdue")
+    assert overdue.evidence["typical_gap_days"] == 7.0 and overdue.evidence["purchase_days"] == 12
 
     deadline = time.monotonic() + 30
     while (len(deployment.slack_posts_for(cid)) < 2 or len(deployment.webhook_posts_for(cid)) < 2) and (
@@ -48,10 +48,10 @@ async def test_fading_customer_and_detractor_alert_on_topic_and_slack(deployment
     posts = deployment.slack_posts_for(cid)
     assert len(posts) == 2
     text = json.dumps(posts)
-    assert "blocks" in posts[0] and "0 purchases in the last 30 days against a usual 4.0" in text
+    assert "blocks" in posts[0] and "overdue for this customer" in text
     assert "NPS answer 3/10" in text
     hooks = deployment.webhook_posts_for(cid)
-    assert sorted(h.json["rule_id"] for h in hooks) == ["nps-detractor", "purchase-frequency-drop"]
+    assert sorted(h.json["rule_id"] for h in hooks) == ["nps-detractor", "purchase-overdue"]
     assert {h.headers["Idempotency-Key"] for h in hooks} == {a.alert_id for a in alerts}
 
 

@@ -99,14 +99,14 @@ async def test_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
             return {
                 Alert.model_validate_json(r.value).customer_id
                 for r in records
-                if Alert.model_validate_json(r.value).rule_id == "purchase-frequency-drop"
+                if Alert.model_validate_json(r.value).rule_id == "purchase-overdue"
             }
 
         records = await read_topic(
             deployment.stack.kafka_bootstrap, topics.alerts, until=lambda rs: alerted(rs) >= fading, timeout=60
         )
     alerts = [Alert.model_validate_json(r.value) for r in records]
-    drops = [a for a in alerts if a.rule_id == "purchase-frequency-drop"]
+    drops = [a for a in alerts if a.rule_id == "purchase-overdue"]
     assert {a.customer_id for a in drops} == fading  # every fading customer, and only them
     ids_per_customer = {cid: {a.alert_id for a in drops if a.customer_id == cid} for cid in fading}
     assert all(len(ids) == 1 for ids in ids_per_customer.values()), ids_per_customer  # no second alert

@@ -76,7 +76,7 @@ async def test_state_that_cannot_be_read_quarantines_that_customer_and_nothing_e
     )
 
     alerts = await deployment.alerts_for(fading, 2)
-    assert sorted(a.rule_id for a in alerts) == ["nps-detractor", "purchase-frequency-drop"]
+    assert sorted(a.rule_id for a in alerts) == ["nps-detractor", "purchase-overdue"]
     wait_for(lambda: deployment.metric("churnwatch_quarantined_customers") == 1, "the quarantine")
     assert deployment.metric("churnwatch_evaluation_errors_total", stage="deferred") == 3
     assert deployment.worker.process.poll() is None  # alive

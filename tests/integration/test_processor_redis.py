@@ -104,11 +104,11 @@ async def test_fading_customer_alerts_once_with_evidence(harness: Harness) -> No
     cid, events = fading_customer()
     await harness.feed(events)
     (alert,) = harness.publisher.alerts
-    assert alert.customer_id == cid and alert.rule_id == "purchase-frequency-drop"
-    assert alert.evidence["recent_purchases"] == 0 and alert.evidence["baseline_purchases"] == 12
-    assert "0 purchases in the last 30 days against a usual 4.0" in alert.message
+    assert alert.customer_id == cid and alert.rule_id == "purchase-overdue"
+    assert alert.evidence["typical_gap_days"] == 7.0 and alert.evidence["purchase_days"] == 12
+    assert "overdue for this customer" in alert.message
     assert alert.customer["lifetime_purchases"] == 12 and alert.customer["lifetime_spend"] == 240.0
-    await harness.feed([interaction(cid, NOW + timedelta(minutes=5))])  # still fading: cooldown holds
+    await harness.feed([interaction(cid, NOW + timedelta(minutes=5))])  # the same silence: alerted once
     assert len(harness.publisher.alerts) == 1
 
 
@@ -116,7 +116,7 @@ async def test_redelivery_counts_nothing_twice_and_sends_no_second_alert(harness
     cid, events = fading_customer()
     detractor = feedback(cid, NOW, 3)
     await harness.feed([*events, detractor])
-    assert sorted(a.rule_id for a in harness.publisher.alerts) == ["nps-detractor", "purchase-frequency-drop"]
+    assert sorted(a.rule_id for a in harness.publisher.alerts) == ["nps-detractor", "purchase-overdue"]
     outcomes = await harness.feed([*events, detractor])  # a whole redelivery, as after a rebalance
     assert set(outcomes) == {UpdateOutcome.DUPLICATE}
     assert len(harness.publisher.alerts) == 2
@@ -140,7 +140,7 @@ async def test_crash_between_claim_and_publish_publishes_on_redelivery(redis: Re
     restarted = Harness(redis, rules)  # a new worker gets the same message again
     await restarted.feed(events[-1:])
     (alert,) = restarted.publisher.alerts
-    assert alert.rule_id == "purchase-frequency-drop"
+    assert alert.rule_id == "purchase-overdue"
     await restarted.feed(events[-1:])  # and once confirmed, never again
     assert len(restarted.publisher.alerts) == 1
 
@@ -246,9 +246,9 @@ async def test_evaluation_waits_for_a_lagging_input_then_happens_without_another
     await harness.feed(purchases[1:-1])
     assert harness.publisher.alerts == []  # still behind
     await harness.feed(purchases[-1:])  # another customer's: now caught up, the waiting evaluation runs
-    assert sorted(a.rule_id for a in harness.publisher.alerts) == ["nps-detractor", "purchase-frequency-drop"]
-    (drop,) = [a for a in harness.publisher.alerts if a.rule_id == "purchase-frequency-drop"]
-    assert drop.evidence["baseline_purchases"] == 12
+    assert sorted(a.rule_id for a in harness.publisher.alerts) == ["nps-detractor", "purchase-overdue"]
+    (overdue,) = [a for a in harness.publisher.alerts if a.rule_id == "purchase-overdue"]
+    assert overdue.evidence["purchase_days"] == 12  # judged on every purchase, read after the answer
 
 
 async def test_evaluation_delay_judges_a_burst_once_on_all_of_it(redis: Redis) -> None:
@@ -260,7 +260,7 @@ async def test_evaluation_delay_judges_a_burst_once_on_all_of_it(redis: Redis) -
     assert harness.publisher.alerts == []  # not yet: the delay has not passed
     await asyncio.sleep(0.35)
     await harness.processor.sweep_deferred()
-    assert sorted(a.rule_id for a in harness.publisher.alerts) == ["nps-detractor", "purchase-frequency-drop"]
+    assert sorted(a.rule_id for a in harness.publisher.alerts) == ["nps-detractor", "purchase-overdue"]
     evaluations = harness.metrics.registry.get_sample_value(
         "churnwatch_rule_evaluations_total", {"rule": "purchase-frequency-drop"}
     )
@@ -280,7 +280,7 @@ async def test_evaluations_left_waiting_by_a_crashed_worker_run_on_the_next(redi
     successor = Harness(redis, load_rule_set(DEFAULT_RULES), caught_up)
     await successor.processor.sweep_deferred()
     mine = sorted(a.rule_id for a in successor.publisher.alerts if a.customer_id == cid)
-    assert mine == ["nps-detractor", "purchase-frequency-drop"]
+    assert mine == ["nps-detractor", "purchase-overdue"]
     await successor.processor.sweep_deferred()  # done: nothing is left waiting for it
     assert sorted(a.rule_id for a in successor.publisher.alerts if a.customer_id == cid) == mine
 
@@ -306,7 +306,7 @@ async def test_a_customer_whose_waiting_evaluation_keeps_failing_is_quarantined_
         await asyncio.sleep(0.06)
         await harness.processor.sweep_deferred()
 
-    assert sorted(a.rule_id for a in harness.publisher.alerts) == ["nps-detractor", "purchase-frequency-drop"]
+    assert sorted(a.rule_id for a in harness.publisher.alerts) == ["nps-detractor", "purchase-overdue"]
     assert errors(harness, "deferred") == 3
     ledger = RedisQuarantineLedger(redis, harness.app_id)
     [entry] = await ledger.entries()

@@ -140,7 +140,7 @@ async def test_scram_over_tls_end_to_end_with_no_secret_in_the_output(secure_dep
     await produce_events(stack.kafka_bootstrap, deployment.topics, events, security=stack.kafka_security())
 
     alerts = await deployment.alerts_for(cid, 2)
-    assert sorted(a.rule_id for a in alerts) == ["nps-detractor", "purchase-frequency-drop"]
+    assert sorted(a.rule_id for a in alerts) == ["nps-detractor", "purchase-overdue"]
     deadline = time.monotonic() + 30
     while len(deployment.slack_posts_for(cid)) < 2 and time.monotonic() < deadline:
         await asyncio.sleep(0.2)

@@ -98,3 +98,21 @@ def test_inactivity_of_chosen_interaction_kinds_ignores_others() -> None:
 def test_inactivity_rejects_kinds_for_purchases() -> None:
     with pytest.raises(ValidationError, match="interaction_kinds applies only"):
         InactivityCondition(kind="inactivity", interaction_kinds=("login",), silent_for=timedelta(days=30))
+
+
+LONG_GAP = OverdueCondition(
+    kind="overdue", multiple=4, gap_quantile=0.9, min_purchase_days=4, min_silence=timedelta(days=30)
+)
+
+
+@pytest.mark.parametrize("rule", [OVERDUE, LONG_GAP, SIXTY_DAYS], ids=["median", "long-gap", "inactivity"])
+def test_judged_exactly_at_its_next_check_a_rule_fires(rule: OverdueCondition | InactivityCondition) -> None:
+    """The due scan (or a replay) may land exactly on the moment: no float rounding may leave the rule
+    quiet there, or the customer would never be judged again. These gaps give a fractional 0.9 quantile
+    that, compared as floats, fell just short of the threshold."""
+    last = 1.1141906456920099
+    gaps = [0, 7, 16, 24, 33, 39, 46, 50, 57, 69]
+    state = customer([last + g for g in gaps])
+    due = rule.next_check(EvaluationContext(state, NOW))
+    assert due is not None
+    assert check(rule, state, due).fired
