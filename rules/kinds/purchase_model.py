@@ -137,6 +137,9 @@ class PurchaseModelCondition(Condition):
             "(P(alive) = 1 without a repeat purchase); leave them to an inactivity rule"
         )
 
+    def resolved_by(self, activity: str, interaction_kind: str | None) -> bool:
+        return activity == "purchase"  # the silence the model judged is over
+
     def next_check(self, ctx: EvaluationContext) -> datetime | None:
         """The first whole second after ``now`` at which the rule fires if nothing is bought (None if it
         fires already, the customer is not judged, or not within :data:`SEARCH_LIMIT`).

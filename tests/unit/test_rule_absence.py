@@ -116,3 +116,19 @@ def test_judged_exactly_at_its_next_check_a_rule_fires(rule: OverdueCondition | 
     due = rule.next_check(EvaluationContext(state, NOW))
     assert due is not None
     assert check(rule, state, due).fired
+
+
+def test_the_absence_kinds_are_resolved_by_the_activity_they_watch() -> None:
+    from rules.kinds.purchase_model import PurchaseModelCondition
+
+    logins = InactivityCondition(
+        kind="inactivity", activity="interaction", interaction_kinds=("login",), silent_for=timedelta(days=30)
+    )
+    model = PurchaseModelCondition.model_validate(
+        {"kind": "purchase_model", "parameters": {"r": 1.0, "alpha": 5.0, "a": 0.1, "b": 2.0}, "min_p_no_purchase": 0.7}
+    )
+    assert OVERDUE.resolved_by("purchase", None) and SIXTY_DAYS.resolved_by("purchase", None)
+    assert model.resolved_by("purchase", None) and not model.resolved_by("interaction", "login")
+    assert not OVERDUE.resolved_by("interaction", "login") and not SIXTY_DAYS.resolved_by("feedback", None)
+    assert logins.resolved_by("interaction", "login") and not logins.resolved_by("interaction", "email_open")
+    assert not logins.resolved_by("purchase", None)
