@@ -31,7 +31,7 @@ be new every day and dedupe nothing, so the cooldown alone decides.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -44,6 +44,8 @@ Band = Literal["healthy", "at_risk", "critical"]
 BAND_ORDER: tuple[Band, ...] = ("healthy", "at_risk", "critical")
 """Best first."""
 MAX_LOOKBACK = timedelta(days=30)
+RECHECK = timedelta(days=1)
+"""How often a silent customer's score is looked at again (see :meth:`HealthScoreCondition.next_check`)."""
 
 
 class Bands(BaseModel):
@@ -117,6 +119,14 @@ class HealthScoreCondition(Condition):
         if not self.alert_on_bands and self.max_drop is None:
             raise ValueError("configure a trigger: alert_on_bands (e.g. [at_risk, critical]) and/or max_drop")
         return self
+
+    def next_check(self, ctx: EvaluationContext) -> datetime | None:
+        """Time alone moves the score (recency grows, the trend windows slide over empty days), so a
+        customer with a purchase history is judged again a day later even if they send nothing: a
+        decay into a worse band is seen within a day, at one judgement per customer per day."""
+        if ctx.state.last_purchase_at is None:
+            return None
+        return ctx.now + RECHECK
 
     def check(self, ctx: EvaluationContext) -> Verdict:
         now = assess(ctx.state, ctx.now, self.weights, self.complaints_cap)

@@ -76,7 +76,7 @@ async def test_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
             return sum(
                 float(line.rsplit(" ", 1)[1])
                 for line in metrics
-                if line.startswith("churnwatch_events_consumed_total") and topics.purchases in line
+                if line.startswith("churnwatch_events_consumed_total") and any(t in line for t in topics.events)
             )
 
         # The second worker re-reads from the last committed offsets: what the first had processed
@@ -93,7 +93,9 @@ async def test_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
             state = state_from_hash(cid, redis.hgetall(keys.customer_state(cid)))
             assert state.lifetime_purchases == count, cid  # exactly once
         redis.close()
-        assert finished() > 0  # the second worker took over (what it re-read counted as duplicates)
+        # The second worker took over: it read what the first had not finished (on any input topic: the
+        # few purchases may all have been done and committed before the kill).
+        assert finished() > 0
 
         def alerted(records: list) -> set[str]:  # type: ignore[type-arg]
             return {

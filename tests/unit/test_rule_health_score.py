@@ -228,3 +228,13 @@ def test_shipped_default_loads_and_renders_its_message() -> None:
         "Health score 32.2 (critical, was 70.3 healthy 1w ago); moved by nps -14.0, recency -13.3, "
         "frequency_trend -6.2, spend_trend -4.6; no data for interaction_trend, csat, ces, its weight shared out."
     )
+
+
+def test_a_silent_customer_is_judged_again_a_day_later_as_the_score_decays() -> None:
+    from rules.context import EvaluationContext
+
+    rule = load_rule_set(DEFAULTS).by_id("health-score")
+    assert rule is not None
+    buyer = customer([40.0, 33.0, 26.0])
+    assert rule.next_check(EvaluationContext(buyer, NOW)) == NOW + timedelta(days=1)
+    assert rule.next_check(EvaluationContext(customer([]), NOW)) is None  # no purchase history: nothing decays
