@@ -66,7 +66,7 @@ def template_fields(settings: Settings) -> dict[str, str]:
                 currency="USD",
             )
         )
-    return windows._fields(keys.customer_state("template"))
+    return windows.fields("template")
 
 
 async def populate(redis: Redis, tracked: int, due: int, partitions: int, fields: dict[str, str]) -> None:

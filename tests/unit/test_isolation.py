@@ -11,7 +11,8 @@ from rules.base import RuleBase
 from rules.evaluation import evaluate
 from rules.ruleset import load_rule_set
 from stream.metrics import Metrics
-from stream.quarantine import Quarantine, QuarantineEntry
+from stream.quarantine import Quarantine
+from stream.windows.memory_store import MemoryQuarantineLedger
 from tests.unit.state_builder import NOW, customer, weekly
 
 DEFAULTS = Path(__file__).resolve().parents[2] / "rules" / "defaults"
@@ -56,22 +57,8 @@ def test_without_a_handler_the_error_propagates() -> None:
         evaluate([Broken(rule)], customer(weekly(119, 40)), NOW)  # type: ignore[list-item]
 
 
-class MemoryLedger:
-    def __init__(self) -> None:
-        self.held: dict[str, QuarantineEntry] = {}
-
-    async def add(self, entry: QuarantineEntry) -> None:
-        self.held[entry.customer_id] = entry
-
-    async def entries(self) -> list[QuarantineEntry]:
-        return list(self.held.values())
-
-    async def release(self, customer_id: str) -> bool:
-        return self.held.pop(customer_id, None) is not None
-
-
 async def test_quarantine_after_consecutive_failures_and_release() -> None:
-    ledger, metrics = MemoryLedger(), Metrics(CollectorRegistry())
+    ledger, metrics = MemoryQuarantineLedger(), Metrics(CollectorRegistry())
     quarantine = Quarantine(ledger, metrics, max_failures=3)
     error = ValueError("year 0 is out of range")
 
@@ -83,7 +70,8 @@ async def test_quarantine_after_consecutive_failures_and_release() -> None:
     assert await quarantine.failed("c1", "deferred", error)
 
     assert quarantine.holds("c1")
-    assert ledger.held["c1"].error == "ValueError: year 0 is out of range"
+    [entry] = await ledger.entries()
+    assert entry.error == "ValueError: year 0 is out of range"
     assert metrics.registry.get_sample_value("churnwatch_evaluation_errors_total", {"stage": "deferred"}) == 4
     assert metrics.registry.get_sample_value("churnwatch_quarantined_customers") == 1
 
