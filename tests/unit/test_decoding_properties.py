@@ -26,6 +26,7 @@ from stream.events import (
 from stream.windows import keys
 from stream.windows.memory import MemoryWindows
 from stream.windows.store import WindowPolicy
+from tests.unit.test_decoding import FEEDBACK, PURCHASE
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 SKEW = timedelta(hours=24)
@@ -115,15 +116,7 @@ JSON_VALUES = st.recursive(
 )
 
 BASE: dict[str, dict[str, Any]] = {
-    "purchase": {
-        "event_id": "e1",
-        "customer_id": "c1",
-        "occurred_at": "2026-05-31T10:00:00+02:00",
-        "order_id": "o1",
-        "amount": "19.90",
-        "currency": "USD",
-        "item_count": 2,
-    },
+    "purchase": PURCHASE,
     "interaction": {
         "event_id": "e2",
         "customer_id": "c1",
@@ -132,13 +125,7 @@ BASE: dict[str, dict[str, Any]] = {
         "custom_kind": "webinar",
         "channel": "app",
     },
-    "feedback": {
-        "event_id": "e3",
-        "customer_id": "c1",
-        "occurred_at": "2026-05-31T10:00:00Z",
-        "kind": "nps",
-        "score": 3,
-    },
+    "feedback": FEEDBACK,
 }
 
 
