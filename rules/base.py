@@ -105,6 +105,10 @@ class Condition(BaseModel):
     evidence_fields: ClassVar[tuple[str, ...]] = ()
     """Names of the evidence values :meth:`check` returns; message templates may use these."""
 
+    risk_score: ClassVar[tuple[str, bool] | None] = None
+    """A kind whose evidence carries a score: (evidence field, whether higher means riskier). The
+    backtest ranks every judged customer by it (ROC AUC), beyond the alert threshold."""
+
     def evidence_names(self) -> tuple[str, ...]:
         return self.evidence_fields
 

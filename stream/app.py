@@ -107,6 +107,7 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
         broker=broker.url,
         broker_credentials=broker.credentials,
         store="memory://",
+        datadir=str(settings.data_dir / f"{settings.app_id}-data"),
         autodiscover=False,
         web_enabled=True,
         web_bind=settings.web_host,

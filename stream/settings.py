@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
@@ -153,6 +154,11 @@ class Settings(BaseSettings):
     )
     rules_dir: Path = DEFAULT_RULES_DIR
     rules_watch: bool = Field(default=True, description="Reload rules when a file in rules_dir changes")
+    data_dir: Path = Field(
+        default=Path(tempfile.gettempdir()) / "churnwatch",
+        description="faust's local directory (its tables live in Redis, so nothing here must survive); "
+        "not the working directory, which it would litter with <app_id>-data",
+    )
 
     web_host: str = "127.0.0.1"
     web_port: int = 6066

@@ -92,6 +92,7 @@ class HealthScoreCondition(Condition):
         "score", "previous_score", "drop", "band", "previous_band", "missing", "movers", "lookback",
         "weight_present", *(f"signal_{name}" for name in SIGNALS),
     )  # fmt: skip
+    risk_score: ClassVar[tuple[str, bool] | None] = ("score", False)
 
     @field_validator("weights")
     @classmethod

@@ -86,6 +86,7 @@ class PurchaseModelCondition(Condition):
         "p_alive", "p_no_purchase", "horizon_days", "repeat_purchases", "days_since_last_purchase",
         "customer_age_days",
     )  # fmt: skip
+    risk_score: ClassVar[tuple[str, bool] | None] = ("p_no_purchase", True)
 
     @model_validator(mode="after")
     def _one_threshold(self) -> PurchaseModelCondition:
