@@ -367,7 +367,14 @@ def _mount_stack() -> None:
     main.add_command(stack_group, name="stack")
 
 
+def _mount_backtest() -> None:
+    from backtest.cli import backtest
+
+    main.add_command(backtest)
+
+
 _mount_stack()
+_mount_backtest()
 
 if __name__ == "__main__":  # pragma: no cover
     logging.basicConfig(level=logging.INFO)

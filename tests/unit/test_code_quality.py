@@ -21,16 +21,16 @@ def run(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_layers_stream_alerts_rules_and_pure_rules() -> None:
-    """stream -> alerts -> rules, and rules import no Kafka, Redis, HTTP or metrics library."""
+    """backtest -> stream -> alerts -> rules, and rules import no Kafka, Redis, HTTP or metrics library."""
     result = run("lint-imports")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ruff() -> None:
-    result = run("ruff", "check", "stream", "rules", "alerts", "tests", "bench")
+    result = run("ruff", "check", "backtest", "stream", "rules", "alerts", "tests", "bench")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_mypy_strict() -> None:
-    result = run("mypy", "stream", "rules", "alerts")
+    result = run("mypy", "backtest", "stream", "rules", "alerts")
     assert result.returncode == 0, result.stdout + result.stderr
