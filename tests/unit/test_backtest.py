@@ -51,15 +51,17 @@ def _days(then: str, now: datetime = CUTOFF) -> float:
     return (now - datetime.fromisoformat(then)) / timedelta(days=1)
 
 
+def _purchase(customer: str, n: int, at: str) -> dict[str, object]:
+    order = f"{customer}-{n}"
+    return {"event_id": order, "customer_id": customer, "occurred_at": at, "order_id": order, "amount": 10,
+            "currency": "USD"}  # fmt: skip
+
+
 @pytest.fixture
 def report(tmp_path: Path) -> dict[str, object]:
     (tmp_path / "rules.yaml").write_text(RULES)
     lines = [
-        {
-            "topic": "purchase",
-            "event": {"event_id": f"{c}-{n}", "customer_id": c, "occurred_at": at, "order_id": f"{c}-{n}",
-                      "amount": 10, "currency": "USD"},
-        }  # fmt: skip
+        {"topic": "purchase", "event": _purchase(c, n, at)}
         for c, times in PURCHASES.items()
         for n, at in enumerate(times)
     ]
