@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 
 from rules.ruleset import RuleConfigError, RuleFile, RuleSet, load_rule_set
+from stream.input_options import InputOptions, input_options
 from stream.settings import Settings
 
 if TYPE_CHECKING:
@@ -308,13 +309,17 @@ def model_fit(
 
 @main.command()
 @click.argument("input_file", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@input_options
 @click.option("--rules", "rules_dir", type=click.Path(path_type=Path), help="Rule file or directory")
 @click.option("--until", "until_text", help="Replay up to this time (ISO 8601, or a date); default: the last event")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the alerts here; default: stdout")
-def replay(input_file: Path, rules_dir: Path | None, until_text: str | None, out: Path | None) -> None:
+def replay(
+    input_file: Path, input_options: InputOptions, rules_dir: Path | None, until_text: str | None, out: Path | None
+) -> None:
     """Push a history through the worker's own code, with a clock that follows the events.
 
-    INPUT is JSON Lines, one {"topic": "purchase"|"interaction"|"feedback", "event": {...}} a line.
+    INPUT is JSON Lines, one {"topic": "purchase"|"interaction"|"feedback", "event": {...}} a line,
+    or a CSV or Parquet export of transactions (purchases) with --map naming its columns.
     Every alert (and resolution) that would have fired goes out as JSON Lines; a summary per rule
     and every invalid line (with its number) go to stderr."""
     import time
@@ -328,8 +333,8 @@ def replay(input_file: Path, rules_dir: Path | None, until_text: str | None, out
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--until") from exc
     started = time.perf_counter()
-    with input_file.open("rb") as lines:
-        read = replaying.read_jsonl(lines, settings.topics, settings.decode_policy())
+    read = input_options.read(input_file, topics=settings.topics, policy=settings.decode_policy())
+    tabular = input_options.format_of(input_file) != "jsonl"
     run = replaying.build_replay(
         rule_set,
         topics=settings.topics,
@@ -353,7 +358,9 @@ def replay(input_file: Path, rules_dir: Path | None, until_text: str | None, out
     if replayed:
         start, end = min(r.at for r in replayed), until or max(r.at for r in replayed)
         span = f"{start.isoformat()} to {end.isoformat()}"
-        click.echo(f"replayed {len(replayed):,} of {read.lines:,} lines ({span}) in {seconds:.1f} s: "
+        what = f"{len(replayed):,} purchases (from {read.lines:,} {read.unit}s)" if tabular else None
+        what = what or f"{len(replayed):,} of {read.lines:,} lines"
+        click.echo(f"replayed {what} ({span}) in {seconds:.1f} s: "
                    f"{len(replayed) / max(seconds, 1e-9):,.0f} events/s, {scans:,} due scans", err=True)  # fmt: skip
         for line in replaying.summary_lines(replaying.summarise(run.publisher.alerts, start, end)):
             click.echo(line, err=True)

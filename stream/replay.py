@@ -110,7 +110,9 @@ class ReplayInput:
     records: list[TimedRecord] = field(default_factory=list)
     problems: list[InputProblem] = field(default_factory=list)
     lines: int = 0
-    """Lines read, blank ones excluded."""
+    """Lines read, blank ones excluded (a table's data rows)."""
+    unit: str = "line"
+    """What ``InputProblem.line`` counts: ``line`` (JSON Lines, CSV) or ``row`` (Parquet, 1-based)."""
 
     def problem_counts(self) -> Counter[str]:
         return Counter(p.reason for p in self.problems)
@@ -147,7 +149,15 @@ def _read_line(line: bytes, number: int, topic_of: dict[str, str], policy: Decod
         shown = line[:120].decode("utf-8", "replace").strip()
         detail = f'expected {{"topic": one of {", ".join(EVENT_MODELS)}, "event": {{...}}}}, got {shown!r}'
         return InputProblem(number, "envelope", detail)
-    event = envelope["event"]
+    return checked_record(kind, envelope["event"], number, topic_of[kind], policy)
+
+
+def checked_record(
+    kind: str, event: object, number: int, topic: str, policy: DecodePolicy
+) -> TimedRecord | InputProblem:
+    """``event`` (a JSON-able dict) as the record a producer keyed by its customer would send to
+    ``topic``, checked by the worker's decoder: what the worker would dead-letter is a problem of
+    input line (or row) ``number``, with the decoder's reason."""
     customer = event.get("customer_id") if isinstance(event, dict) else None
     key = customer.strip().encode() if isinstance(customer, str) else None
     # Numbers pass through float here: exact for every amount the contract accepts (at most 14
@@ -156,7 +166,7 @@ def _read_line(line: bytes, number: int, topic_of: dict[str, str], policy: Decod
     decoded = decode_event(kind, key, value, now=_END_OF_TIME, policy=policy)
     if isinstance(decoded, Rejection):
         return InputProblem(number, decoded.reason.value, decoded.detail)
-    return TimedRecord(decoded.occurred_at, SourceRecord(topic_of[kind], PARTITION, number, key, value))
+    return TimedRecord(decoded.occurred_at, SourceRecord(topic, PARTITION, number, key, value))
 
 
 def records_of(events: Iterable[EventBase], topics: Topics) -> list[TimedRecord]:
@@ -345,11 +355,11 @@ def problem_lines(read: ReplayInput, dead_letters: ReplayDeadLetters) -> list[st
     problems = [*read.problems, *(InputProblem(r.offset, reason, d) for r, reason, d in dead_letters.records)]
     if not problems:
         return []
-    counts = Counter(p.reason for p in problems)
+    counts, unit = Counter(p.reason for p in problems), read.unit
     out = [
-        f"{len(problems)} invalid line(s), not replayed: " + ", ".join(f"{n} {r}" for r, n in sorted(counts.items()))
+        f"{len(problems)} invalid {unit}(s), not replayed: " + ", ".join(f"{n} {r}" for r, n in sorted(counts.items()))
     ]
-    out += [f"  line {p.line}: {p.reason}: {p.detail[:300]}" for p in sorted(problems, key=lambda p: p.line)]
+    out += [f"  {unit} {p.line}: {p.reason}: {p.detail[:300]}" for p in sorted(problems, key=lambda p: p.line)]
     if len(out) > MAX_PROBLEMS_SHOWN + 1:
         out[MAX_PROBLEMS_SHOWN + 1 :] = [f"  ... and {len(problems) - MAX_PROBLEMS_SHOWN} more"]
     return out
