@@ -17,6 +17,7 @@ from backtest.run import BacktestSpec, purchases_of, run_backtest
 from rules.base import Duration
 from rules.ruleset import RuleConfigError, load_rule_set
 from stream import replay as replaying
+from stream.input_options import InputOptions, input_options
 from stream.settings import Settings
 
 
@@ -32,6 +33,7 @@ def _duration(text: str) -> timedelta:
 
 @click.command("backtest")
 @click.argument("input_file", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@input_options
 @click.option("--cutoff", "cutoff_text", required=True, help="The cut-off: an ISO 8601 date (00:00 UTC) or date-time")
 @click.option("--outcome-window", "window_text", required=True, help="Churned: no purchase this long after the cut-off")
 @click.option("--min-purchase-days", default=2, show_default=True, type=click.IntRange(min=1),
@@ -42,6 +44,7 @@ def _duration(text: str) -> timedelta:
 @click.option("--fit-model", is_flag=True, help="Fit purchase-model rules on the history before the cut-off")
 def backtest(
     input_file: Path,
+    input_options: InputOptions,
     cutoff_text: str,
     window_text: str,
     min_purchase_days: int,
@@ -51,6 +54,9 @@ def backtest(
     fit_model: bool,
 ) -> None:
     """Replay INPUT up to the cut-off with the worker's code and score the alerts against who churned.
+
+    INPUT is what `churnwatch replay` reads: JSON Lines of events, or a CSV or Parquet export of
+    transactions with --map naming its columns.
 
     Flagged customers (an alert open at the cut-off, or any alert in its last 30/60/90 days) are
     compared with the customers who made no purchase in the outcome window, and with the plain
@@ -70,8 +76,7 @@ def backtest(
             click.echo(f"  {problem}", err=True)
         sys.exit(2)
     started = time.perf_counter()
-    with input_file.open("rb") as lines:
-        read = replaying.read_jsonl(lines, settings.topics, settings.decode_policy())
+    read = input_options.read(input_file, topics=settings.topics, policy=settings.decode_policy())
     for line in replaying.problem_lines(read, replaying.ReplayDeadLetters()):
         click.echo(line, err=True)
     notes = []

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from html import escape
 from typing import TYPE_CHECKING
 
-from backtest.report import BacktestReport, Figures, SetFigures, _num, _pct
+from backtest.report import BacktestReport, Figures, SetFigures, number, percent
 from backtest.scoring import VIEWS
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ def _header(report: BacktestReport) -> str:
         ("Cut-off", _when(report.cutoff)),
         ("Outcome window", f"{report.outcome_window_days:g} days (churned: no purchase in it)"),
         ("Population", f"{report.population:,} customers with >= {report.min_purchase_days} purchase days"),
-        ("Churned", f"{report.churned:,} ({_pct(report.churn_rate)})"),
+        ("Churned", f"{report.churned:,} ({percent(report.churn_rate)})"),
         ("Rule set", report.rule_set),
         ("History", f"{report.replayed_events:,} events replayed from {_when(report.first_event)}"),
     ]
@@ -141,9 +141,9 @@ def _headline(report: BacktestReport) -> str:
     return (
         f'<p class="verdict {"beats" if beats else "loses"}">The enabled rules {word} the best recency baseline '
         f"on F1: {ours.f1:.3f} against {best.f1:.3f} ({escape(best.name)}).</p>"
-        f"<p>Enabled rules ({MAIN_VIEW}): {ours.flagged:,} flagged, precision {_pct(ours.precision)}, "
-        f"recall {_pct(ours.recall)}. {escape(best.name)}: {best.flagged:,} flagged, precision "
-        f"{_pct(best.precision)}, recall {_pct(best.recall)}. Churn rate {_pct(report.churn_rate)}.</p>"
+        f"<p>Enabled rules ({MAIN_VIEW}): {ours.flagged:,} flagged, precision {percent(ours.precision)}, "
+        f"recall {percent(ours.recall)}. {escape(best.name)}: {best.flagged:,} flagged, precision "
+        f"{percent(best.precision)}, recall {percent(best.recall)}. Churn rate {percent(report.churn_rate)}.</p>"
     )
 
 
@@ -206,7 +206,7 @@ def _precision_recall(report: BacktestReport, views: Sequence[str], name: str) -
             (right, "recall", [f.recall for _, f, _ in rows], "nobody churned"),
         ):
             bars = ax.barh(labels, [v or 0.0 for v in values], color=colours)
-            ax.bar_label(bars, labels=[missing if v is None else _pct(v) for v in values], padding=3)
+            ax.bar_label(bars, labels=[missing if v is None else percent(v) for v in values], padding=3)
             ax.set_xlim(0, 1.18)
             ax.set_xticks([0, 0.25, 0.5, 0.75, 1])
             ax.xaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
@@ -277,15 +277,16 @@ def _tables(report: BacktestReport) -> str:
     alert_head = ["median lead d", "median lead to last purchase d", "alerts", "alerts /1000 /week"]
 
     def figures(f: Figures) -> list[str]:
-        return [f"{f.flagged:,}", f"{f.true_positives:,}", _pct(f.precision), _pct(f.recall), f"{f.f1:.3f}",
+        return [f"{f.flagged:,}", f"{f.true_positives:,}", percent(f.precision), percent(f.recall), f"{f.f1:.3f}",
                 _lift(f.precision, rate)]  # fmt: skip
 
     rules = _table(
         "Every enabled rule, per view (rules not active are judged as if they were)",
         ["rule", "mode", "view", *common, *alert_head, "AUC", "scored"],
         (
-            [r.rule, r.mode, r.view, *figures(r), _num(r.lead_days_median), _num(r.lead_to_last_purchase_days_median),
-             f"{r.alerts:,}", _num(r.alerts_per_1000_per_week, 2), _num(r.auc, 3),
+            [r.rule, r.mode, r.view, *figures(r), number(r.lead_days_median),
+             number(r.lead_to_last_purchase_days_median),
+             f"{r.alerts:,}", number(r.alerts_per_1000_per_week, 2), number(r.auc, 3),
              "-" if r.scored is None else f"{r.scored:,}"]
             for r in report.rules
         ),
@@ -295,8 +296,8 @@ def _tables(report: BacktestReport) -> str:
         "The enabled active rules together, per view",
         ["view", "rules", *common, *alert_head],
         (
-            [s.view, ", ".join(s.rules) or "(none)", *figures(s), _num(s.lead_days_median),
-             _num(s.lead_to_last_purchase_days_median), f"{s.alerts:,}", _num(s.alerts_per_1000_per_week, 2)]
+            [s.view, ", ".join(s.rules) or "(none)", *figures(s), number(s.lead_days_median),
+             number(s.lead_to_last_purchase_days_median), f"{s.alerts:,}", number(s.alerts_per_1000_per_week, 2)]
             for s in report.all_rules
         ),
         text_columns=2,

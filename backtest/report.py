@@ -87,11 +87,11 @@ class BacktestReport(BaseModel):
         return max(self.baselines, key=lambda b: b.f1, default=None)
 
 
-def _pct(value: float | None) -> str:
+def percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def _num(value: float | None, digits: int = 1) -> str:
+def number(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
@@ -101,7 +101,7 @@ def table_lines(report: BacktestReport) -> list[str]:
         f"cut-off {report.cutoff.isoformat()}, outcome window {report.outcome_window_days:g} days, "
         f"rules {report.rule_set}",
         f"population {report.population:,} (>= {report.min_purchase_days} purchase days before the cut-off), "
-        f"churned {report.churned:,} ({_pct(report.churn_rate)}), {report.replayed_events:,} events replayed",
+        f"churned {report.churned:,} ({percent(report.churn_rate)}), {report.replayed_events:,} events replayed",
         *(f"warning: {w}" for w in report.warnings),
     ]
     rows: list[tuple[str, ...]] = [
@@ -113,13 +113,13 @@ def table_lines(report: BacktestReport) -> list[str]:
             name += f" ({figures.mode})"
         auc = figures.auc if isinstance(figures, RuleFigures) else None
         rows.append((
-            name, figures.view, f"{figures.flagged:,}", _pct(figures.precision), _pct(figures.recall),
-            f"{figures.f1:.3f}", _num(figures.lead_days_median), _num(figures.alerts_per_1000_per_week, 2),
-            _num(auc, 3),
+            name, figures.view, f"{figures.flagged:,}", percent(figures.precision), percent(figures.recall),
+            f"{figures.f1:.3f}", number(figures.lead_days_median), number(figures.alerts_per_1000_per_week, 2),
+            number(auc, 3),
         ))  # fmt: skip
     for base in report.baselines:
         rows.append((
-            base.name, "at cut-off", f"{base.flagged:,}", _pct(base.precision), _pct(base.recall),
+            base.name, "at cut-off", f"{base.flagged:,}", percent(base.precision), percent(base.recall),
             f"{base.f1:.3f}", "", "", "",
         ))  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
