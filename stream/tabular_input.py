@@ -290,13 +290,16 @@ def _identifier(value: object, empty: str) -> str:
     return text
 
 
+_CONTRACT_DECIMALS = Decimal("0.0001")
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _DATE = re.compile(r"[0-9]{4}-?[0-9]{2}-?[0-9]{2}")
 
 
 def _amount(value: object) -> Decimal:
     if isinstance(value, float) and math.isfinite(value):
-        amount = Decimal(repr(value))
+        # A binary double holds no decimal exactly (0.29 may be 0.29000000000000004): rounded to the
+        # contract's 4 decimals. Text and decimal columns are taken exactly.
+        amount = Decimal(repr(value)).quantize(_CONTRACT_DECIMALS).normalize()
     elif isinstance(value, int) and not isinstance(value, bool):
         amount = Decimal(value)
     elif isinstance(value, Decimal) and value.is_finite():

@@ -419,3 +419,15 @@ def test_replay_wants_map_for_a_table_and_refuses_it_for_json_lines(tmp_path: Pa
         main, ["replay", str(table), "--format", "parquet", "--map", "customer=c,time=t,amount=a"]
     )
     assert result.exit_code == 1 and "not a Parquet file" in result.stderr
+
+
+def test_parquet_doubles_are_rounded_to_the_contracts_four_decimals(tmp_path: Path) -> None:
+    # A double holds no decimal exactly: 0.1 + 0.2 is 0.30000000000000004 (17 digits, which the
+    # contract refuses), as some of the Complete Journey's sales values are.
+    path = write_parquet(
+        tmp_path / "doubles.parquet",
+        {"c": ["7", "8", "9"], "t": ["2026-03-01"] * 3, "a": [0.1 + 0.2, 2.9899999999999998, 12.00005]},
+    )
+    got = read(path, parse_column_map("customer=c,time=t,amount=a"))
+    assert got.problems == []
+    assert [e["amount"] for e in events(got)] == ["0.3", "2.99", "12"]  # 12.00005 is 12.0000499... as a double
