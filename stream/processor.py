@@ -23,7 +23,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
+
+from prometheus_client import Counter, Histogram
 
 from alerts.model import Alert, ledger_id
 from rules.base import Finding, Mode, RuleBase
@@ -56,6 +58,22 @@ Clock = Callable[[], datetime]
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class _TopicChildren(NamedTuple):
+    consumed: Counter
+    processing: Histogram
+    age: Histogram
+
+
+class _RulesOf(NamedTuple):
+    rule_set: RuleSet
+    rules: tuple[RuleBase, ...]
+    """The enabled rules."""
+    evaluation_counters: tuple[Counter, ...]
+    """``rule_evaluations`` of each enabled rule."""
+    resolvers: dict[tuple[str, str | None], dict[str, RuleBase]]
+    """(activity, interaction kind) -> the active rules an event of it resolves, by id (filled as met)."""
 
 
 class EventProcessor:
@@ -111,6 +129,9 @@ class EventProcessor:
             max_wait_seconds=max_defer.total_seconds(),
         )
         self._lock = asyncio.Lock()
+        self._judged_by: _RulesOf | None = None
+        """The enabled rules of the last rule set seen, and what is derived from them (see :meth:`_enabled`)."""
+        self._topic_children: dict[tuple[str, str], _TopicChildren] = {}
 
     async def process(self, record: SourceRecord) -> UpdateOutcome | None:
         """Handle one record; return the window outcome, or None if it was dead-lettered.
@@ -147,7 +168,8 @@ class EventProcessor:
             await self._reject(record, decoded.reason.value, decoded.detail)
             return None
         update = await self._retrying("apply", lambda: self._store.apply(decoded))
-        self._metrics.events_consumed.labels(topic=record.topic, outcome=update.outcome.value).inc()
+        children = self._children(record.topic, update.outcome.value)
+        children.consumed.inc()
         if update.outcome is not UpdateOutcome.LATE and update.watermark is not None:
             await self._resolve_returns(decoded, record.topic)
             # A duplicate is evaluated again: if its alert was claimed but never confirmed
@@ -155,11 +177,32 @@ class EventProcessor:
             trigger = Trigger(decoded.customer_id, decoded.event_id, record.topic, record.partition)
             await self._evaluate_or_queue(trigger, update, update.watermark)
         await self._evaluate_due(record.partition)
-        self._metrics.event_processing.labels(topic=record.topic).observe(time.perf_counter() - started)
-        self._metrics.event_age.labels(topic=record.topic).observe(
-            max(0.0, (self._clock() - decoded.occurred_at).total_seconds())
-        )
+        children.processing.observe(time.perf_counter() - started)
+        children.age.observe(max(0.0, (self._clock() - decoded.occurred_at).total_seconds()))
         return update.outcome
+
+    def _children(self, topic: str, outcome: str) -> _TopicChildren:
+        """The metric children an event of ``topic`` with ``outcome`` updates (``labels()`` looked up once)."""
+        children = self._topic_children.get((topic, outcome))
+        if children is None:
+            metrics = self._metrics
+            children = self._topic_children[(topic, outcome)] = _TopicChildren(
+                metrics.events_consumed.labels(topic=topic, outcome=outcome),
+                metrics.event_processing.labels(topic=topic),
+                metrics.event_age.labels(topic=topic),
+            )
+        return children
+
+    def _enabled(self) -> _RulesOf:
+        """The active rule set's enabled rules, with their metric children and which rules each kind of
+        event resolves, derived again only when the set is swapped (by identity)."""
+        rule_set = self._rules()
+        judged_by = self._judged_by
+        if judged_by is None or judged_by.rule_set is not rule_set:
+            enabled = rule_set.enabled
+            counters = tuple(self._metrics.rule_evaluations.labels(rule=rule.id) for rule in enabled)
+            judged_by = self._judged_by = _RulesOf(rule_set, enabled, counters, {})
+        return judged_by
 
     async def _evaluate_or_queue(self, trigger: Trigger, update: WindowUpdate, watermark: datetime) -> None:
         if self._quarantine.holds(trigger.customer_id):
@@ -179,11 +222,14 @@ class EventProcessor:
         event): one resolution per alert, published at least once under a stable id. A redelivered
         event publishes again only what was never confirmed."""
         kind = event.counted_kind if isinstance(event, InteractionEvent) else None
-        rules = {
-            rule.id: rule
-            for rule in self._rules().enabled
-            if rule.mode is Mode.ACTIVE and rule.resolved_by(self._kinds[topic], kind)
-        }
+        judged_by, activity = self._enabled(), self._kinds[topic]
+        rules = judged_by.resolvers.get((activity, kind))
+        if rules is None:
+            rules = judged_by.resolvers[(activity, kind)] = {
+                rule.id: rule
+                for rule in judged_by.rules
+                if rule.mode is Mode.ACTIVE and rule.resolved_by(activity, kind)
+            }
         if not rules:
             return
         cid = event.customer_id
@@ -282,7 +328,7 @@ class EventProcessor:
         """Alert on what fires at ``now``, then write when the customer must next be judged."""
         await self._alert(trigger, now, state)
         on_rule_error = partial(self._rule_failed, trigger.customer_id)
-        due = next_due(self._rules().enabled, state, now, on_rule_error=on_rule_error)
+        due = next_due(self._enabled().rules, state, now, on_rule_error=on_rule_error)
         await self._retrying("due", partial(self._due.schedule, trigger.partition, trigger.customer_id, due))
 
     def _rule_failed(self, customer_id: str, rule: RuleBase, error: Exception) -> None:
@@ -297,12 +343,12 @@ class EventProcessor:
         )  # fmt: skip
 
     async def _alert(self, trigger: Trigger, now: datetime, state: CustomerState) -> None:
-        rule_set = self._rules()
-        for rule in rule_set.enabled:
-            self._metrics.rule_evaluations.labels(rule=rule.id).inc()
+        judged_by = self._enabled()
+        for counter in judged_by.evaluation_counters:
+            counter.inc()
         stale = self._alert_max_lag is not None and self._clock() - now > self._alert_max_lag
         on_rule_error = partial(self._rule_failed, trigger.customer_id)
-        for finding in evaluate(rule_set.enabled, state, now, on_rule_error=on_rule_error):
+        for finding in evaluate(judged_by.rules, state, now, on_rule_error=on_rule_error):
             if stale:
                 self._metrics.alerts_suppressed.labels(rule=finding.rule_id, reason="stale").inc()
             else:

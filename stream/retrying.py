@@ -55,7 +55,23 @@ async def retry_unavailable(
     ``max_wait``, jittered) for as long as it takes; ``operation`` labels the metric and the log.
 
     Cancellation (a worker shutting down) is never retried, so a stalled agent still stops in time.
+
+    The first attempt runs bare: building tenacity's machinery for every call cost more than most
+    calls (a replay makes several per event). Only when it fails with a ``retry_on`` error does the
+    tenacity loop start, its first attempt re-raising that error instead of calling again, so the
+    attempts, their numbers, the waits, the counting and the logging are exactly tenacity's.
     """
+    try:
+        return await call()
+    except retry_on as exc:
+        first_failure: BaseException | None = exc
+
+    async def again() -> T:
+        nonlocal first_failure
+        if first_failure is not None:
+            failure, first_failure = first_failure, None
+            raise failure
+        return await call()
 
     def count(state: RetryCallState) -> None:
         metrics.dependency_errors.labels(operation=operation).inc()
@@ -73,5 +89,5 @@ async def retry_unavailable(
         reraise=True,
     ):
         with attempt:
-            return await call()
+            return await again()
     raise AssertionError("unreachable")  # pragma: no cover

@@ -16,19 +16,25 @@ and compares every outcome and state. Step by step, as in the script:
    time (a later arrival with the same time wins), and on the first event of a new watermark day
    every series is pruned to the horizon.
 
-The state is read through :func:`stream.windows.codec.state_from_hash`, the decoder the Redis store
-uses, from the same fields the script writes. Wall-clock expiries (``dedupe_ttl``, ``idle_ttl``)
-are not modelled: within one fold an event id is remembered, and a customer kept, for ever.
+The state is built straight from the fold, without the hash's JSON round trip (encoding and
+decoding every day series on every event was most of a replay's time): :meth:`_Customer.state` is
+what :func:`stream.windows.codec.state_from_hash`, the decoder the Redis store uses, reads from
+:meth:`_Customer.fields`, value for value and in the same order (float sums follow it), which
+``tests/unit/test_memory_store.py`` checks on random folds, and the integration test checks
+against Redis. A series' read-only copy is kept until the series changes, so an event rebuilds
+only what it touched. Wall-clock expiries (``dedupe_ttl``, ``idle_ttl``) are not modelled: within
+one fold an event id is remembered, and a customer kept, for ever.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TypeVar
 
-from rules.state import CustomerState
+from rules.state import CustomerState, FeedbackAnswer, from_epoch_ms
 from stream.events import EventBase, FeedbackEvent, InteractionEvent, PurchaseEvent, occurred_epoch_ms
 from stream.windows import keys
 from stream.windows.codec import state_from_hash, to_cents
@@ -58,6 +64,52 @@ class _Customer:
     sg: str | None = None
     sgt: int = 0
     pd: int = 0
+    purchase_views: tuple[Mapping[int, int], Mapping[int, float]] | None = None
+    interaction_views: dict[str, Mapping[int, int]] = field(default_factory=dict)
+    feedback_views: dict[str, tuple[FeedbackAnswer, ...]] = field(default_factory=dict)
+    """Read-only copies of the series for :meth:`state`, each dropped when its series changes."""
+    snapshot: CustomerState | None = None
+
+    def state(self, customer_id: str) -> CustomerState:
+        """What ``state_from_hash(customer_id, self.fields())`` decodes, without the JSON."""
+        if self.snapshot is not None and self.snapshot.customer_id == customer_id:
+            return self.snapshot
+        if self.purchase_views is None:
+            self.purchase_views = (
+                {day: count for day, (count, _) in self.purchases.items()},
+                {day: cents / 100 for day, (_, cents) in self.purchases.items()},
+            )
+        interactions: dict[str, Mapping[int, int]] = {}
+        for kind, series in self.interactions.items():
+            view = self.interaction_views.get(kind)
+            if view is None:
+                view = self.interaction_views[kind] = dict(series)
+            interactions[kind] = view
+        feedback: dict[str, tuple[FeedbackAnswer, ...]] = {}
+        for kind, answers in self.feedback.items():
+            got = self.feedback_views.get(kind)
+            if got is None:
+                got = self.feedback_views[kind] = tuple(
+                    FeedbackAnswer(from_epoch_ms(ms), score) for ms, score in answers
+                )
+            feedback[kind] = got
+        purchases, spend = self.purchase_views
+        self.snapshot = CustomerState(
+            customer_id=customer_id,
+            watermark=_moment(self.wm),
+            purchases_by_day=purchases,
+            spend_by_day=spend,
+            first_purchase_at=_moment(self.fp),
+            last_purchase_at=_moment(self.lp),
+            lifetime_purchases=self.pn,
+            lifetime_purchase_days=self.pdn or len(self.purchases),
+            lifetime_spend=self.ps / 100,
+            interactions_by_kind=interactions,
+            last_interaction_at=_moment(self.li),
+            feedback_by_kind=feedback,
+            segment=self.sg,
+        )
+        return self.snapshot
 
     def fields(self) -> dict[str, str]:
         """The hash as ``HGETALL`` would return it (absent fields are absent)."""
@@ -77,9 +129,32 @@ class _Customer:
         return out
 
 
-def _prune(series: dict[int, _V], oldest: int) -> None:
-    for day in [d for d in series if d < oldest]:
+def _moment(ms: int) -> datetime | None:
+    return from_epoch_ms(ms) if ms else None
+
+
+def _prune(series: dict[int, _V], oldest: int) -> bool:
+    """Drop the days before ``oldest``; whether any was dropped."""
+    old = [d for d in series if d < oldest]
+    for day in old:
         del series[day]
+    return bool(old)
+
+
+class MemoryUpdate(WindowUpdate):
+    """A :class:`WindowUpdate` whose state comes straight from the fold (no hash to decode)."""
+
+    def __init__(self, outcome: UpdateOutcome, customer_id: str, state: CustomerState) -> None:
+        super().__init__(outcome, customer_id, {})
+        self._state = state
+
+    @property
+    def state(self) -> CustomerState:
+        return self._state
+
+    @property
+    def watermark(self) -> datetime | None:
+        return self._state.watermark
 
 
 class MemoryWindows:
@@ -96,7 +171,7 @@ class MemoryWindows:
         state_key = keys.customer_state(event.customer_id)
         seen_key = keys.seen_event(event.customer_id, event.event_id)
         if seen_key in self._seen:
-            return WindowUpdate(UpdateOutcome.DUPLICATE, event.customer_id, self._fields(state_key))
+            return MemoryUpdate(UpdateOutcome.DUPLICATE, event.customer_id, self._state(event.customer_id, state_key))
         self._seen.add(seen_key)
 
         c = self._customers.get(state_key) or _Customer()
@@ -104,12 +179,14 @@ class MemoryWindows:
         if c.wm > 0 and t < c.wm - self._horizon_days * DAY_MS:
             return WindowUpdate(UpdateOutcome.LATE, event.customer_id, {})
         self._customers[state_key] = c
+        c.snapshot = None
         new_wm = max(c.wm, t)
         oldest = new_wm // DAY_MS - self._horizon_days + 1
         day = t // DAY_MS
 
         if isinstance(event, PurchaseEvent):
             cents = to_cents(event.amount)
+            c.purchase_views = None
             _prune(c.purchases, oldest)
             bucket = c.purchases.get(day)
             if bucket:
@@ -126,11 +203,13 @@ class MemoryWindows:
             c.lp = max(c.lp, t)
         elif isinstance(event, InteractionEvent):
             series = c.interactions.setdefault(event.counted_kind, {})
+            c.interaction_views.pop(event.counted_kind, None)
             _prune(series, oldest)
             series[day] = series.get(day, 0) + 1
             c.li = max(c.li, t)
         elif isinstance(event, FeedbackEvent):
             answers = c.feedback.setdefault(event.kind, [])
+            c.feedback_views.pop(event.kind, None)
             pos = len(answers)
             while pos > 0 and answers[pos - 1][0] > t:  # after any answer with the same time
                 pos -= 1
@@ -144,13 +223,16 @@ class MemoryWindows:
         c.wm = new_wm
         wm_day = new_wm // DAY_MS
         if c.pd < wm_day:
-            _prune(c.purchases, oldest)
+            if _prune(c.purchases, oldest):
+                c.purchase_views = None
             for kind in list(c.interactions):
-                _prune(c.interactions[kind], oldest)
+                if _prune(c.interactions[kind], oldest):
+                    c.interaction_views.pop(kind, None)
                 if not c.interactions[kind]:
                     del c.interactions[kind]
+                    c.interaction_views.pop(kind, None)
             c.pd = wm_day
-        return WindowUpdate(UpdateOutcome.OK, event.customer_id, self._fields(state_key))
+        return MemoryUpdate(UpdateOutcome.OK, event.customer_id, c.state(event.customer_id))
 
     def apply_all(self, events: Iterable[EventBase]) -> list[WindowUpdate]:
         return [self.apply(event) for event in events]
@@ -168,4 +250,5 @@ class MemoryWindows:
         return customer.fields() if customer else {}
 
     def _state(self, customer_id: str, state_key: str) -> CustomerState:
-        return state_from_hash(customer_id, self._fields(state_key))
+        customer = self._customers.get(state_key)
+        return customer.state(customer_id) if customer else state_from_hash(customer_id, {})

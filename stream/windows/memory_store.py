@@ -29,9 +29,8 @@ from stream.evaluation_queue import Trigger
 from stream.events import EventBase
 from stream.quarantine import QuarantineEntry
 from stream.windows import keys
-from stream.windows.codec import state_from_hash
 from stream.windows.memory import MemoryWindows
-from stream.windows.store import Claim, ClaimOutcome, OpenAlert, UpdateOutcome, WindowPolicy, WindowUpdate, _digest
+from stream.windows.store import Claim, ClaimOutcome, OpenAlert, WindowPolicy, WindowUpdate, _digest
 
 _CLAIM = re.compile(r"^(\d+)\|([^|]*)\|([01])\|(.*)$", re.DOTALL)
 """``a:<rule>`` as claim.lua and published.lua match it (Lua's ``.`` also matches a newline)."""
@@ -62,13 +61,11 @@ class MemoryStore:
         return {**fields, **ledger} if ledger else fields
 
     async def apply(self, event: EventBase) -> WindowUpdate:
-        update = self._windows.apply(event)
-        if update.outcome is UpdateOutcome.LATE or not self._ledgers.get(keys.customer_state(event.customer_id)):
-            return update  # a late event returns no fields, as update.lua does
-        return WindowUpdate(update.outcome, event.customer_id, self.hash_fields(event.customer_id))
+        # The state decoded from the whole hash is the windows' state: the decoder skips the ledger.
+        return self._windows.apply(event)
 
     async def read(self, customer_id: str) -> CustomerState:
-        return state_from_hash(customer_id, self.hash_fields(customer_id))
+        return self._windows.read(customer_id)
 
     async def claim_alert(
         self,
