@@ -313,25 +313,47 @@ def model_fit(
 @click.option("--rules", "rules_dir", type=click.Path(path_type=Path), help="Rule file or directory")
 @click.option("--until", "until_text", help="Replay up to this time (ISO 8601, or a date); default: the last event")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the alerts here; default: stdout")
+@click.option("--to-kafka", is_flag=True, help="Send the history (sorted) into the live input topics instead")
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0),
+    help="--to-kafka: divide the gaps between event times by this (3600: an hour a second); default 0, at once",
+)
 def replay(
-    input_file: Path, input_options: InputOptions, rules_dir: Path | None, until_text: str | None, out: Path | None
+    input_file: Path,
+    input_options: InputOptions,
+    rules_dir: Path | None,
+    until_text: str | None,
+    out: Path | None,
+    to_kafka: bool,
+    speed: float | None,
 ) -> None:
     """Push a history through the worker's own code, with a clock that follows the events.
 
     INPUT is JSON Lines, one {"topic": "purchase"|"interaction"|"feedback", "event": {...}} a line,
     or a CSV or Parquet export of transactions (purchases) with --map naming its columns.
     Every alert (and resolution) that would have fired goes out as JSON Lines; a summary per rule
-    and every invalid line (with its number) go to stderr."""
+    and every invalid line (with its number) go to stderr. With --to-kafka the valid events go to
+    the broker of CHURNWATCH_KAFKA_* instead, for a running worker to judge."""
     import time
 
     from stream import replay as replaying
 
     settings = Settings()
-    rule_set = _load_rules_or_exit(rules_dir or settings.rules_dir)
+    if speed is not None and not to_kafka:
+        raise click.BadParameter("is only for --to-kafka", param_hint="'--speed'")
+    if to_kafka and (rules_dir or out):
+        raise click.BadParameter("not with --to-kafka: the worker judges, with its rules", param_hint="'--rules/--out'")
     try:
         until = replaying.parse_moment(until_text) if until_text else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--until") from exc
+    if to_kafka:
+        from stream.replay_to_kafka import send_command
+
+        send_command(input_file, input_options, settings, until=until, speed=speed or 0.0)
+        return
+    rule_set = _load_rules_or_exit(rules_dir or settings.rules_dir)
     started = time.perf_counter()
     read = input_options.read(input_file, topics=settings.topics, policy=settings.decode_policy())
     tabular = input_options.format_of(input_file) != "jsonl"
