@@ -22,8 +22,12 @@ fi
 export UV
 export UV_PROJECT_ENVIRONMENT="$VENV"
 
+# CHURNWATCH_EXTRAS="bench backtest": optional extras to install beside dev (the sync is exact: the next
+# plain bin/test removes them again).
+EXTRAS=(--extra dev)
+for extra in ${CHURNWATCH_EXTRAS:-}; do EXTRAS+=(--extra "$extra"); done
 if [ "${CHURNWATCH_BOOTSTRAP_SKIP_SYNC:-}" != 1 ]; then
-  if ! "$UV" sync --quiet --locked --extra dev --python "$PYTHON_BIN" --project "$ROOT"; then
+  if ! "$UV" sync --quiet --locked "${EXTRAS[@]}" --python "$PYTHON_BIN" --project "$ROOT"; then
     echo "churnwatch: could not install the locked dependency set." >&2
     echo "  If pyproject.toml changed, refresh the lock with: bin/lock   (then commit uv.lock)" >&2
     exit 1
