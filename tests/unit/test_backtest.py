@@ -57,26 +57,34 @@ def _purchase(customer: str, n: int, at: str) -> dict[str, object]:
             "currency": "USD"}  # fmt: skip
 
 
-@pytest.fixture
-def report(tmp_path: Path) -> dict[str, object]:
-    (tmp_path / "rules.yaml").write_text(RULES)
-    lines = [
-        {"topic": "purchase", "event": _purchase(c, n, at)}
-        for c, times in PURCHASES.items()
-        for n, at in enumerate(times)
-    ]
-    history = tmp_path / "history.jsonl"
-    history.write_text("".join(json.dumps(line) + "\n" for line in lines))
+def run_backtest(tmp_path: Path, history: Path, *extra: str, rules: str = RULES) -> dict[str, object]:
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "rules.yaml").write_text(rules)
     out = tmp_path / "report.json"
     result = CliRunner().invoke(
         main,
         ["backtest", str(history), "--cutoff", "2026-03-01", "--outcome-window", "30d",
-         "--rules", str(tmp_path / "rules.yaml"), "--json", str(out)],
+         "--rules", str(tmp_path / "rules.yaml"), "--json", str(out), *extra],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     loaded: dict[str, object] = json.loads(out.read_text())
     loaded["_stdout"] = result.stdout
     return loaded
+
+
+def write_jsonl(path: Path, purchases: dict[str, list[str]]) -> Path:
+    lines = [
+        {"topic": "purchase", "event": _purchase(c, n, at)}
+        for c, times in purchases.items()
+        for n, at in enumerate(times)
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+@pytest.fixture
+def report(tmp_path: Path) -> dict[str, object]:
+    return run_backtest(tmp_path, write_jsonl(tmp_path / "history.jsonl", PURCHASES))
 
 
 def _row(rows: object, view: str) -> dict[str, object]:
@@ -136,3 +144,56 @@ def test_roc_auc_by_hand() -> None:
     assert scoring.roc_auc({"a": 0.9, "b": 0.8, "c": 0.8, "d": 0.1}, {"a", "c"}) == pytest.approx(0.875)
     assert scoring.roc_auc({"a": 0.1, "b": 0.9}, {"a"}) == 0.0
     assert scoring.roc_auc({"a": 0.1}, {"a"}) is None  # nobody stayed: undefined
+
+
+def _figures(report: dict[str, object]) -> list[object]:
+    return [report["population"], report["churned"], report["rules"], report["all_rules"], report["baselines"]]
+
+
+def test_a_csv_or_parquet_export_gives_the_same_report(tmp_path: Path, report: dict[str, object]) -> None:
+    rows = [(c, at, n) for c, times in PURCHASES.items() for n, at in enumerate(times)]
+    csv_path = tmp_path / "orders.csv"
+    csv_path.write_text("client,ordered,total,order\n" + "".join(f"{c},{at},10.00,{c}-{n}\n" for c, at, n in rows))
+    column_map = ["--map", "customer=client,time=ordered,amount=total,order=order"]
+    assert _figures(run_backtest(tmp_path / "csv", csv_path, *column_map)) == _figures(report)
+
+    pq = pytest.importorskip("pyarrow.parquet")
+    pa = pytest.importorskip("pyarrow")
+    parquet_path = tmp_path / "orders.parquet"
+    naive = [datetime.fromisoformat(at).replace(tzinfo=None) for _, at, _ in rows]  # as many exports store them
+    table = {
+        "client": [c for c, _, _ in rows],
+        "ordered": pa.array(naive, pa.timestamp("us")),
+        "total": [10.0] * len(rows),
+        "order": [f"{c}-{n}" for c, _, n in rows],
+    }
+    pq.write_table(pa.table(table), parquet_path)
+    from_parquet = run_backtest(tmp_path / "pq", parquet_path, *column_map, "--timezone", "UTC")
+    assert _figures(from_parquet) == _figures(report)
+
+
+MODEL_RULES = """
+rules:
+  - id: unlikely-to-buy
+    kind: purchase_model
+    parameters: {r: 1.40702, alpha: 9.50483, a: 0.011941, b: 6.22588, unit: days}
+    horizon: 30d
+    min_p_no_purchase: 0.7
+    message: "p {{ p_no_purchase }}"
+"""
+
+
+def test_auc_of_a_scored_rule(tmp_path: Path) -> None:
+    """Everyone first bought on Jan 1 and once more; with the same first purchase and count, the
+    model's chance of no purchase grows with the silence since the second, so the ranking at the
+    cut-off is p (silent 55 days) > q (45) > r (28) > s (9). p and r churn: of the four (churned,
+    stayed) pairs, p>q, p>s and r>s are ordered right, r<q wrong: AUC 3/4."""
+    purchases = {
+        "p": ["2026-01-01T10:00:00Z", "2026-01-05T10:00:00Z"],
+        "q": ["2026-01-01T10:00:00Z", "2026-01-15T10:00:00Z", "2026-03-03T10:00:00Z"],
+        "r": ["2026-01-01T10:00:00Z", "2026-02-01T10:00:00Z"],
+        "s": ["2026-01-01T10:00:00Z", "2026-02-20T10:00:00Z", "2026-03-03T10:00:00Z"],
+    }
+    got = run_backtest(tmp_path, write_jsonl(tmp_path / "h.jsonl", purchases), rules=MODEL_RULES)
+    row = _row(got["rules"], "open_at_cutoff")
+    assert (row["auc"], row["scored"]) == (pytest.approx(0.75), 4)
