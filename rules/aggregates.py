@@ -97,16 +97,13 @@ def _answer_values(answers: tuple[FeedbackAnswer, ...], now: datetime) -> tuple[
 def compute(state: CustomerState, now: datetime) -> dict[str, AggregateValue]:
     """Every aggregate in :data:`CATALOG`, for ``state`` as of ``now``."""
     values: dict[str, AggregateValue] = {}
-    all_interactions: dict[int, float] = {}
-    for buckets in state.interactions_by_kind.values():
-        for day, count in buckets.items():
-            all_interactions[day] = all_interactions.get(day, 0) + count
+    all_interactions = state.interactions_of(state.interactions_by_kind)
     for d in WINDOW_DAYS:
-        values[f"purchases_{d}d"] = count_in_last(state.purchases_by_day, now, d)
-        values[f"spend_{d}d"] = round(count_in_last(state.spend_by_day, now, d), 2)
+        values[f"purchases_{d}d"] = count_in_last(state.purchase_counts, now, d)
+        values[f"spend_{d}d"] = round(count_in_last(state.purchase_spend, now, d), 2)
         values[f"interactions_{d}d"] = count_in_last(all_interactions, now, d)
     for kind in INTERACTION_KINDS:
-        buckets = state.interactions_by_kind.get(kind, {})
+        buckets = state.interaction_counts(kind)
         for d in KIND_WINDOW_DAYS:
             values[f"{kind}_{d}d"] = count_in_last(buckets, now, d)
     for d in (30, 90):

@@ -95,7 +95,14 @@ def evaluate(
 ) -> list[Finding]:
     """Findings of every enabled rule that fires for this customer at ``now`` (shadow rules included:
     the caller decides what a shadow finding means)."""
-    ctx = EvaluationContext(state, now)
+    return findings_in(rules, EvaluationContext(state, now), on_rule_error=on_rule_error)
+
+
+def findings_in(
+    rules: Iterable[RuleBase], ctx: EvaluationContext, *, on_rule_error: RuleErrorHandler | None = None
+) -> list[Finding]:
+    """:func:`evaluate` in a context the caller keeps, so that :func:`next_due_in` (one judgement's
+    other half) shares what the rules derived from the state."""
     return _each_enabled(rules, lambda rule: explain_rule(rule, ctx).finding, on_rule_error)
 
 
@@ -104,7 +111,14 @@ def next_due(
 ) -> datetime | None:
     """The one answer to "when is this customer judged next, if they send nothing": the earliest
     moment after ``now`` at which an enabled rule in whose scope they are may change its verdict."""
-    ctx = EvaluationContext(state, now)
+    return next_due_in(rules, EvaluationContext(state, now), on_rule_error=on_rule_error)
+
+
+def next_due_in(
+    rules: Iterable[RuleBase], ctx: EvaluationContext, *, on_rule_error: RuleErrorHandler | None = None
+) -> datetime | None:
+    """:func:`next_due` in a context the caller keeps (see :func:`findings_in`)."""
+    now = ctx.now
 
     def moment(rule: RuleBase) -> datetime | None:
         at = rule.next_check(ctx) if in_scope(rule, ctx) else None

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 
 from rules.state import SECONDS_PER_DAY, CustomerState, day_number, days_between
 from rules.windows import BaselineComparison, compare_to_baseline, count_in_last
@@ -101,7 +102,7 @@ def _ratio(comparison: BaselineComparison | None) -> float | None:
 
 
 def _purchases_judgeable(state: CustomerState, at: datetime) -> BaselineComparison | None:
-    comparison = _compare(state.purchases_by_day, at, state.first_purchase_day)
+    comparison = _compare(state.purchase_counts, at, state.first_purchase_day)
     return comparison if comparison is not None and comparison.baseline >= MIN_BASELINE_COUNT else None
 
 
@@ -110,19 +111,21 @@ def frequency_trend(state: CustomerState, at: datetime) -> float | None:
 
 
 def spend_trend(state: CustomerState, at: datetime) -> float | None:
-    if _purchases_judgeable(state, at) is None:
+    return _spend_ratio(state, at, _purchases_judgeable(state, at))
+
+
+def _spend_ratio(state: CustomerState, at: datetime, judgeable: BaselineComparison | None) -> float | None:
+    """``spend_trend``, given what :func:`_purchases_judgeable` said (the frequency trend asks it too)."""
+    if judgeable is None:
         return None
-    return _ratio(_compare(state.spend_by_day, at, state.first_purchase_day))
+    return _ratio(_compare(state.purchase_spend, at, state.first_purchase_day))
 
 
 def interaction_trend(state: CustomerState, at: datetime) -> float | None:
-    merged: dict[int, float] = {}
-    for kind, buckets in state.interactions_by_kind.items():
-        if kind not in COMPLAINT_KINDS:
-            for day, n in buckets.items():
-                merged[day] = merged.get(day, 0) + n
-    active_days = [day for day, n in merged.items() if n > 0]
-    comparison = _compare(merged, at, min(active_days) if active_days else None)
+    # Days with no counted interaction are left out of the merged series, so its first day is the
+    # first active one.
+    merged = state.interactions_of(kind for kind in state.interactions_by_kind if kind not in COMPLAINT_KINDS)
+    comparison = _compare(merged, at, merged.first_day)
     if comparison is None or comparison.baseline < MIN_BASELINE_COUNT:
         return None
     return _ratio(comparison)
@@ -138,16 +141,17 @@ def survey(state: CustomerState, kind: str, at: datetime) -> float | None:
 
 
 def complaints(state: CustomerState, at: datetime, cap: int) -> float:
-    count = sum(count_in_last(state.interactions_by_kind.get(k, {}), at, RECENT_DAYS) for k in COMPLAINT_KINDS)
+    count = sum(count_in_last(state.interaction_counts(k), at, RECENT_DAYS) for k in COMPLAINT_KINDS)
     return 1.0 - min(1.0, count / cap)
 
 
 def signals(state: CustomerState, at: datetime, complaints_cap: int) -> dict[str, float | None]:
     """Every signal of :data:`SIGNALS` as of ``at``."""
+    judgeable = _purchases_judgeable(state, at)
     return {
         "recency": recency(state, at),
-        "frequency_trend": frequency_trend(state, at),
-        "spend_trend": spend_trend(state, at),
+        "frequency_trend": _ratio(judgeable),
+        "spend_trend": _spend_ratio(state, at, judgeable),
         "interaction_trend": interaction_trend(state, at),
         "nps": survey(state, "nps", at),
         "csat": survey(state, "csat", at),
@@ -163,21 +167,23 @@ class HealthScore:
     signals: Signals
     weights: Mapping[str, float]
 
-    @property
+    # Cached: a judgement reads each several times (a HealthScore is frozen, its inputs read-only).
+
+    @cached_property
     def present(self) -> dict[str, float]:
         """The weighted signals that have a value (a weight of 0 switches a signal off)."""
         return {n: v for n in SIGNALS if self.weights[n] > 0 and (v := self.signals[n]) is not None}
 
-    @property
+    @cached_property
     def missing(self) -> tuple[str, ...]:
         return tuple(n for n in SIGNALS if self.weights[n] > 0 and self.signals[n] is None)
 
-    @property
+    @cached_property
     def weight_present(self) -> float:
         """Share of the total weight whose signal has a value, 0..1."""
         return sum(self.weights[n] for n in self.present) / sum(self.weights.values())
 
-    @property
+    @cached_property
     def score(self) -> float:
         """0..100: the weighted mean of the present signals (missing ones' weight is shared out)."""
         present = self.present

@@ -29,7 +29,8 @@ from prometheus_client import Counter, Histogram
 
 from alerts.model import Alert, ledger_id
 from rules.base import Finding, Mode, RuleBase
-from rules.evaluation import evaluate, next_due
+from rules.context import EvaluationContext
+from rules.evaluation import findings_in, next_due_in
 from rules.ruleset import RuleSet
 from rules.state import CustomerState
 from stream.contracts import AlertPublisher, DeadLetterSink, SourceRecord, WindowStore
@@ -325,10 +326,12 @@ class EventProcessor:
             self._quarantine.succeeded(customer_id)
 
     async def _judge(self, trigger: Trigger, now: datetime, state: CustomerState) -> None:
-        """Alert on what fires at ``now``, then write when the customer must next be judged."""
-        await self._alert(trigger, now, state)
+        """Alert on what fires at ``now``, then write when the customer must next be judged; both halves
+        in one context, so what the rules derive from the state is derived once."""
+        ctx = EvaluationContext(state, now)
+        await self._alert(trigger, ctx)
         on_rule_error = partial(self._rule_failed, trigger.customer_id)
-        due = next_due(self._enabled().rules, state, now, on_rule_error=on_rule_error)
+        due = next_due_in(self._enabled().rules, ctx, on_rule_error=on_rule_error)
         await self._retrying("due", partial(self._due.schedule, trigger.partition, trigger.customer_id, due))
 
     def _rule_failed(self, customer_id: str, rule: RuleBase, error: Exception) -> None:
@@ -342,13 +345,13 @@ class EventProcessor:
             exc_info=error if first else None,
         )  # fmt: skip
 
-    async def _alert(self, trigger: Trigger, now: datetime, state: CustomerState) -> None:
+    async def _alert(self, trigger: Trigger, ctx: EvaluationContext) -> None:
         judged_by = self._enabled()
         for counter in judged_by.evaluation_counters:
             counter.inc()
-        stale = self._alert_max_lag is not None and self._clock() - now > self._alert_max_lag
+        stale = self._alert_max_lag is not None and self._clock() - ctx.now > self._alert_max_lag
         on_rule_error = partial(self._rule_failed, trigger.customer_id)
-        for finding in evaluate(judged_by.rules, state, now, on_rule_error=on_rule_error):
+        for finding in findings_in(judged_by.rules, ctx, on_rule_error=on_rule_error):
             if stale:
                 self._metrics.alerts_suppressed.labels(rule=finding.rule_id, reason="stale").inc()
             else:

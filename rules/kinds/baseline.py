@@ -32,15 +32,22 @@ class AgainstOwnBaseline(Condition):
     def compare(
         self, buckets: Mapping[int, float], ctx: EvaluationContext, history_start_day: int | None
     ) -> BaselineComparison | None:
-        """Recent window against the baseline; None if the history is too short to judge."""
-        return compare_to_baseline(
-            buckets,
-            now=ctx.now,
-            history_start_day=history_start_day,
-            recent_days=self.recent_days,
-            baseline_days=self.baseline_days,
-            min_history_days=self.min_history_days,
-        )
+        """Recent window against the baseline; None if the history is too short to judge. Shared with
+        every rule comparing the same series over the same windows in this context: the series is
+        named by its identity, and kept with the answer, so no other mapping can take its id."""
+        recent, baseline, history = self.recent_days, self.baseline_days, self.min_history_days
+
+        def derive() -> tuple[Mapping[int, float], BaselineComparison | None]:
+            return buckets, compare_to_baseline(
+                buckets,
+                now=ctx.now,
+                history_start_day=history_start_day,
+                recent_days=recent,
+                baseline_days=baseline,
+                min_history_days=history,
+            )
+
+        return ctx.shared(("baseline", id(buckets), history_start_day, recent, baseline, history), derive)[1]
 
     def counted_evidence(self, comparison: BaselineComparison, noun: str) -> dict[str, EvidenceValue]:
         """The numbers behind a count-against-baseline verdict, named for what is counted

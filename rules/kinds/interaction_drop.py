@@ -18,20 +18,16 @@ from pydantic import Field, StringConstraints
 from rules.base import EvidenceValue, Verdict
 from rules.context import EvaluationContext
 from rules.kinds.baseline import AgainstOwnBaseline
-from rules.state import CustomerState
+from rules.state import CustomerState, DaySeries
 
 InteractionKindName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 """A built-in interaction kind (``login``, ``support_ticket``, ...) or a custom one (``webinar``)."""
 
 
-def interaction_buckets(state: CustomerState, kinds: Iterable[str]) -> dict[int, float]:
-    """Interactions of ``kinds`` per day, summed over the kinds (each kind counted once)."""
-    merged: dict[int, float] = {}
-    for kind in dict.fromkeys(kinds):
-        for day, count in state.interactions_by_kind.get(kind, {}).items():
-            if count:
-                merged[day] = merged.get(day, 0) + count
-    return merged
+def interaction_buckets(state: CustomerState, kinds: Iterable[str]) -> DaySeries[int]:
+    """Interactions of ``kinds`` per day, summed over the kinds (each kind counted once; days without
+    any left out), kept by the state for the next rule asking for the same kinds."""
+    return state.interactions_of(kinds)
 
 
 class InteractionDropCondition(AgainstOwnBaseline):
@@ -59,7 +55,7 @@ class InteractionDropCondition(AgainstOwnBaseline):
     def check(self, ctx: EvaluationContext) -> Verdict:
         buckets = interaction_buckets(ctx.state, self.interaction_kinds)
         kinds = "/".join(self.interaction_kinds)
-        comparison = self.compare(buckets, ctx, min(buckets, default=None))
+        comparison = self.compare(buckets, ctx, buckets.first_day)
         if comparison is None:
             return Verdict.quiet(note=f"less than {self.min_history_days} days of {kinds} history")
         evidence: dict[str, EvidenceValue] = {

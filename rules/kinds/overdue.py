@@ -46,8 +46,12 @@ class OverdueCondition(Condition):
             return None
         return max(self.multiple * rhythm.typical_gap_days, self.min_silence / timedelta(days=1))
 
+    def _rhythm(self, ctx: EvaluationContext) -> Cadence:
+        quantile = self.gap_quantile
+        return ctx.shared(("cadence", quantile), lambda: cadence(ctx.state, quantile))
+
     def check(self, ctx: EvaluationContext) -> Verdict:
-        rhythm = cadence(ctx.state, self.gap_quantile)
+        rhythm = self._rhythm(ctx)
         threshold = self._threshold_days(rhythm)
         silence = rhythm.silence_days(ctx.now)
         if threshold is None or silence is None or rhythm.last_purchase_at is None:
@@ -68,7 +72,7 @@ class OverdueCondition(Condition):
         return activity == "purchase"
 
     def next_check(self, ctx: EvaluationContext) -> datetime | None:
-        rhythm = cadence(ctx.state, self.gap_quantile)
+        rhythm = self._rhythm(ctx)
         threshold = self._threshold_days(rhythm)
         if threshold is None or rhythm.last_purchase_at is None:
             return None

@@ -31,7 +31,7 @@ class PurchaseFrequencyDropCondition(AgainstOwnBaseline):
 
     def check(self, ctx: EvaluationContext) -> Verdict:
         state = ctx.state
-        comparison = self.compare(state.purchases_by_day, ctx, state.first_purchase_day)
+        comparison = self.compare(state.purchase_counts, ctx, state.first_purchase_day)
         if comparison is None:
             return Verdict.quiet(note=f"less than {self.min_history_days} days of purchase history")
         evidence = self.counted_evidence(comparison, "purchases")

@@ -48,8 +48,8 @@ class SpendDropCondition(AgainstOwnBaseline):
     def check(self, ctx: EvaluationContext) -> Verdict:
         state = ctx.state
 
-        spend = self.compare(state.spend_by_day, ctx, state.first_purchase_day)
-        orders = self.compare(state.purchases_by_day, ctx, state.first_purchase_day)
+        spend = self.compare(state.purchase_spend, ctx, state.first_purchase_day)
+        orders = self.compare(state.purchase_counts, ctx, state.first_purchase_day)
         if spend is None or orders is None:
             return Verdict.quiet(note=f"less than {self.min_history_days} days of purchase history")
         recent_aov = spend.recent / orders.recent if orders.recent else None

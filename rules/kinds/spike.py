@@ -25,9 +25,10 @@ from rules.windows import compare_to_baseline, count_in_last
 
 
 def _first_activity_day(state: CustomerState) -> int | None:
-    """The earliest day bucket of any purchase or interaction: never before the retention horizon."""
-    interactions = (day for buckets in state.interactions_by_kind.values() for day in buckets)
-    return min((*state.purchases_by_day, *interactions), default=None)
+    """The earliest day bucket of any purchase or interaction: never before the retention horizon.
+    (The earliest of each series' first day, which the series keeps.)"""
+    series = (state.purchase_counts, *(state.interaction_counts(kind) for kind in state.interactions_by_kind))
+    return min((first for s in series if (first := s.first_day) is not None), default=None)
 
 
 class SpikeCondition(Condition):
@@ -72,7 +73,7 @@ class SpikeCondition(Condition):
             comparison = compare_to_baseline(
                 buckets,
                 now=ctx.now,
-                history_start_day=_first_activity_day(ctx.state),
+                history_start_day=ctx.shared(("first_activity_day",), lambda: _first_activity_day(ctx.state)),
                 recent_days=self.window_days,
                 baseline_days=self.baseline_days,
                 min_history_days=self.min_history_days,

@@ -20,10 +20,13 @@ The state is built straight from the fold, without the hash's JSON round trip (e
 decoding every day series on every event was most of a replay's time): :meth:`_Customer.state` is
 what :func:`stream.windows.codec.state_from_hash`, the decoder the Redis store uses, reads from
 :meth:`_Customer.fields`, value for value and in the same order (float sums follow it), which
-``tests/unit/test_memory_store.py`` checks on random folds, and the integration test checks
-against Redis. A series' read-only copy is kept until the series changes, so an event rebuilds
-only what it touched. Wall-clock expiries (``dedupe_ttl``, ``idle_ttl``) are not modelled: within
-one fold an event id is remembered, and a customer kept, for ever.
+``tests/unit/test_memory_windows_state.py`` checks on random folds, and the integration test checks
+against Redis. A series' read-only copy (a :class:`rules.state.DaySeries`) is kept until the
+series changes, so an event rebuilds only what it touched, and what the rules derive from an
+unchanged series (window sums, merged series) carries over to the next state.
+
+Wall-clock expiries (``dedupe_ttl``, ``idle_ttl``) are not modelled: within one fold an event id is
+remembered, and a customer kept, for ever.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
-from rules.state import CustomerState, FeedbackAnswer, from_epoch_ms
+from rules.state import CustomerState, DaySeries, FeedbackAnswer, from_epoch_ms
 from stream.events import EventBase, FeedbackEvent, InteractionEvent, PurchaseEvent, occurred_epoch_ms
 from stream.windows import keys
 from stream.windows.codec import state_from_hash, to_cents
@@ -64,8 +67,8 @@ class _Customer:
     sg: str | None = None
     sgt: int = 0
     pd: int = 0
-    purchase_views: tuple[Mapping[int, int], Mapping[int, float]] | None = None
-    interaction_views: dict[str, Mapping[int, int]] = field(default_factory=dict)
+    purchase_views: tuple[DaySeries[int], DaySeries[float]] | None = None
+    interaction_views: dict[str, DaySeries[int]] = field(default_factory=dict)
     feedback_views: dict[str, tuple[FeedbackAnswer, ...]] = field(default_factory=dict)
     """Read-only copies of the series for :meth:`state`, each dropped when its series changes."""
     snapshot: CustomerState | None = None
@@ -76,14 +79,14 @@ class _Customer:
             return self.snapshot
         if self.purchase_views is None:
             self.purchase_views = (
-                {day: count for day, (count, _) in self.purchases.items()},
-                {day: cents / 100 for day, (_, cents) in self.purchases.items()},
+                DaySeries({day: count for day, (count, _) in self.purchases.items()}),
+                DaySeries({day: cents / 100 for day, (_, cents) in self.purchases.items()}),
             )
         interactions: dict[str, Mapping[int, int]] = {}
         for kind, series in self.interactions.items():
             view = self.interaction_views.get(kind)
             if view is None:
-                view = self.interaction_views[kind] = dict(series)
+                view = self.interaction_views[kind] = DaySeries(dict(series))
             interactions[kind] = view
         feedback: dict[str, tuple[FeedbackAnswer, ...]] = {}
         for kind, answers in self.feedback.items():
