@@ -3,19 +3,19 @@ as ``churnwatch backtest`` defines them, and the fixed-width table they print in
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+
+from backtest.scoring import Confusion, median
 
 
 @dataclass(frozen=True)
 class Score:
+    """A signal's :class:`backtest.scoring.Confusion` (the backtest's own figures), with the lead times."""
+
     signal: str
-    flagged: int
-    hits: int
-    """Flagged households that churned (true positives)."""
+    confusion: Confusion
     population: int
-    churned: int
     leads: tuple[float, ...] = ()
     """Lead time in days (first alert of the open episode to the cut-off) of each true positive that has one."""
 
@@ -31,24 +31,32 @@ class Score:
         inside = [h for h in flagged if h in population]
         hits = [h for h in inside if h in churned]
         known = tuple(leads[h] for h in hits if h in leads) if leads is not None else ()
-        return cls(signal, len(inside), len(hits), len(population), len(churned), known)
+        return cls(signal, Confusion(len(inside), len(hits), len(churned)), len(population), known)
 
     @property
-    def base_rate(self) -> float:
-        return self.churned / self.population if self.population else 0.0
+    def flagged(self) -> int:
+        return self.confusion.flagged
+
+    @property
+    def hits(self) -> int:
+        """Flagged households that churned (true positives)."""
+        return self.confusion.true_positives
 
     @property
     def precision(self) -> float | None:
-        return self.hits / self.flagged if self.flagged else None
+        return self.confusion.precision
 
     @property
     def recall(self) -> float | None:
-        return self.hits / self.churned if self.churned else None
+        return self.confusion.recall
 
     @property
-    def f1(self) -> float | None:
-        p, r = self.precision, self.recall
-        return None if p is None or r is None else (2 * p * r / (p + r) if p + r else 0.0)
+    def f1(self) -> float:
+        return self.confusion.f1
+
+    @property
+    def base_rate(self) -> float:
+        return self.confusion.churned / self.population if self.population else 0.0
 
     @property
     def lift(self) -> float | None:
@@ -57,7 +65,7 @@ class Score:
 
     @property
     def median_lead(self) -> float | None:
-        return statistics.median(self.leads) if self.leads else None
+        return median(self.leads)
 
 
 def _pct(value: float | None) -> str:
