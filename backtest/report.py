@@ -107,7 +107,11 @@ def table_lines(report: BacktestReport) -> list[str]:
     rows: list[tuple[str, ...]] = [
         ("signal", "view", "flagged", "precision", "recall", "F1", "lead d", "/1000/wk", "AUC")
     ]
-    for figures in (*report.rules, *report.all_rules):
+    silent = sorted({r.rule for r in report.rules} - {r.rule for r in report.rules if r.alerts})
+    if silent:  # rules whose inputs the history lacks (no surveys, no interactions): one line, not 4 rows each
+        lines.append(f"no alerts at all from: {', '.join(silent)}")
+    shown = [r for r in report.rules if r.rule not in silent]
+    for figures in (*shown, *report.all_rules):
         name = figures.rule if isinstance(figures, RuleFigures) else "ALL ENABLED"
         if isinstance(figures, RuleFigures) and figures.mode != "active":
             name += f" ({figures.mode})"

@@ -1,6 +1,6 @@
 """``churnwatch backtest`` on a tiny history whose figures are computed by hand.
 
-Rule: ``gone-quiet``, no purchase for 20 days. Cut-off 2026-03-01 00:00 UTC, outcome window 30
+Rule: ``gone-quiet``, no purchase for 20 days (and ``never``, 400 days, which never fires). Cut-off 2026-03-01 00:00 UTC, outcome window 30
 days, population: at least 2 purchase days before the cut-off.
 
 ======== =================================== ======================= ===============
@@ -34,6 +34,10 @@ rules:
     activity: purchase
     silent_for: 20d
     cooldown: 60d
+    message: "silent {{ days_silent }} days"
+  - id: never
+    kind: inactivity
+    silent_for: 400d
     message: "silent {{ days_silent }} days"
 """
 PURCHASES = {
@@ -137,6 +141,7 @@ def test_recency_baselines(report: dict[str, object]) -> None:
     assert baselines["no_purchase_60d"]["f1"] == 0
     assert "does NOT beat" in str(report["_stdout"])  # 0.4 against the 30-day baseline's 0.4: a tie is no win
     assert "F1 0.400" in str(report["_stdout"])
+    assert "no alerts at all from: never\n" in str(report["_stdout"])  # one line instead of four empty rows
 
 
 def test_roc_auc_by_hand() -> None:
