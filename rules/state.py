@@ -12,6 +12,7 @@ from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, Va
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from itertools import pairwise
 from typing import Any, TypeVar
 
 SECONDS_PER_DAY = 86_400
@@ -66,7 +67,8 @@ class DaySeries(Mapping[int, N]):
 
     Only whole numbers (counts) are summed that way: their sums are exact in any order. A series
     holding anything else (spend) is summed bucket by bucket in its own order, as
-    :meth:`DayWindow.total` sums a plain mapping, so a total is the very same float either way.
+    :meth:`DayWindow.total` sums a plain mapping, so a total is the very same float either way; when
+    that order is by day (the usual case), a window's buckets are one run of it, found by bisection.
 
     Immutable by contract (it keeps the mapping it is given: give it one nobody changes), so what is
     derived from one (the prefix sums, its first day, merged series) is derived once: a store that
@@ -74,7 +76,7 @@ class DaySeries(Mapping[int, N]):
     later state the work.
     """
 
-    __slots__ = ("_buckets", "_days", "_exact", "_first", "_first_active", "_prefix")
+    __slots__ = ("_buckets", "_days", "_exact", "_first", "_first_active", "_in_order", "_prefix", "_values")
 
     def __init__(self, buckets: Mapping[int, N]) -> None:
         self._buckets: Mapping[int, N] = buckets
@@ -83,6 +85,8 @@ class DaySeries(Mapping[int, N]):
         self._first: tuple[int | None] | None = None  # (first day,) once known
         self._first_active: tuple[int | None] | None = None
         self._exact: bool | None = None
+        self._in_order: bool | None = None
+        self._values: list[N] = []
 
     def __getitem__(self, day: int) -> N:
         return self._buckets[day]
@@ -142,15 +146,25 @@ class DaySeries(Mapping[int, N]):
                 running += int(buckets[day])
                 prefix.append(running)
             self._prefix = prefix
+        if last_day < first_day:
+            return 0
         days = self._days
         return prefix[bisect_right(days, last_day)] - prefix[bisect_left(days, first_day)]
 
     def total(self, first_day: int, last_day: int) -> float:
         """What ``DayWindow(first_day, last_day).total`` gives for the plain mapping."""
         exact = self.exact_total(first_day, last_day)
-        if exact is None:
-            return float(sum(v for day, v in self._buckets.items() if first_day <= day <= last_day))
-        return float(exact)
+        if exact is not None:
+            return float(exact)
+        if self._in_order is None:  # amounts: summed in the mapping's order, which is usually by day
+            days = list(self._buckets)
+            self._in_order = all(a < b for a, b in pairwise(days))
+            if self._in_order:
+                self._days, self._values = days, list(self._buckets.values())
+        if self._in_order:  # the window's buckets are a run of that order: the same values, same order
+            days = self._days
+            return float(sum(self._values[bisect_left(days, first_day) : bisect_right(days, last_day)]))
+        return float(sum(v for day, v in self._buckets.items() if first_day <= day <= last_day))
 
 
 class MergedCounts(DaySeries[int]):
