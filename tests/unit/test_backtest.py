@@ -1,6 +1,7 @@
 """``churnwatch backtest`` on a tiny history whose figures are computed by hand.
 
-Rule: ``gone-quiet``, no purchase for 20 days (and ``never``, 400 days, which never fires). Cut-off 2026-03-01 00:00 UTC, outcome window 30
+Rule: ``gone-quiet``, no purchase for 20 days (and ``never``, 400 days, which never fires).
+Cut-off 2026-03-01 00:00 UTC, outcome window 30
 days, population: at least 2 purchase days before the cut-off.
 
 ======== =================================== ======================= ===============
@@ -18,6 +19,7 @@ e        Jan 3 twice (one purchase day)      Jan 23: not counted     none
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -202,3 +204,40 @@ def test_auc_of_a_scored_rule(tmp_path: Path) -> None:
     got = run_backtest(tmp_path, write_jsonl(tmp_path / "h.jsonl", purchases), rules=MODEL_RULES)
     row = _row(got["rules"], "open_at_cutoff")
     assert (row["auc"], row["scored"]) == (pytest.approx(0.75), 4)
+
+
+def _random_history(seed: int, customers: int, *, after_cutoff: bool) -> dict[str, list[str]]:
+    """Customers buying every few days from December on; some stop. ``after_cutoff`` adds purchases
+    after the cut-off, which a fit for the backtest must never see."""
+    rng = random.Random(seed)
+    history: dict[str, list[str]] = {}
+    for n in range(customers):
+        at, stop = (
+            datetime(2025, 12, 1, 10, tzinfo=UTC),
+            datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=rng.uniform(0, 90)),
+        )
+        times = []
+        while at < stop:
+            if at < CUTOFF or after_cutoff:
+                times.append(at.isoformat())
+            at += timedelta(days=rng.expovariate(1 / 6) + 1)
+        history[f"c{n}"] = times
+    return history
+
+
+def test_fit_model_fits_on_the_history_before_the_cutoff_only(tmp_path: Path) -> None:
+    pytest.importorskip("scipy")
+    with_future = write_jsonl(tmp_path / "with.jsonl", _random_history(7, 120, after_cutoff=True))
+    without = write_jsonl(tmp_path / "without.jsonl", _random_history(7, 120, after_cutoff=False))
+    fitted = [
+        run_backtest(tmp_path / name, path, "--fit-model", rules=MODEL_RULES)
+        for name, path in (("with", with_future), ("without", without))
+    ]
+    notes = [next(w for w in report["warnings"] if "purchase model fitted" in w) for report in fitted]  # type: ignore[attr-defined]
+    assert "before 2026-03-01T00:00:00+00:00" in notes[0]
+    assert notes[0] == notes[1]  # the same parameters: nothing after the cut-off reached the fit
+    assert [r["rule_set"] for r in fitted] == [fitted[0]["rule_set"]] * 2
+    assert str(fitted[0]["rule_set"]).endswith("+fitted")
+
+    plain = run_backtest(tmp_path / "plain", with_future, rules=MODEL_RULES)
+    assert any("--fit-model fits them" in w for w in plain["warnings"])  # type: ignore[attr-defined]
