@@ -11,7 +11,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
+from functools import cached_property, lru_cache
 from itertools import pairwise
 from typing import Any, TypeVar
 
@@ -40,8 +40,11 @@ class DayWindow:
 
     @classmethod
     def ending(cls, today: int, days: int, *, end_offset: int = 0) -> DayWindow:
-        last = today - end_offset
-        return cls(first_day=last - days + 1, last_day=last)
+        return (
+            _window_ending(today, days, end_offset)
+            if cls is DayWindow
+            else cls(today - end_offset - days + 1, today - end_offset)
+        )
 
     @property
     def days(self) -> int:
@@ -59,6 +62,13 @@ class DayWindow:
 
 
 N = TypeVar("N", int, float)
+
+
+@lru_cache(maxsize=4096)
+def _window_ending(today: int, days: int, end_offset: int) -> DayWindow:
+    """Windows are immutable, and a judgement asks for the same few many times: built once each."""
+    last = today - end_offset
+    return DayWindow(first_day=last - days + 1, last_day=last)
 
 
 class DaySeries(Mapping[int, N]):
