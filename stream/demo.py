@@ -44,7 +44,7 @@ def describe(profiles: list[CustomerProfile], backfilled: int) -> list[str]:
         (
             Persona.FADING,
             "purchase-overdue for those who stopped buying altogether (about half; purchase-frequency-drop, "
-            'a shadow rule, counts all of them in churnwatch_alerts_fired_total{mode="shadow"} and sends nothing)',
+            "which would flag all of them, ships disabled: worse than chance on real baskets)",
         ),
         (Persona.DETRACTOR, "nps-detractor"),
     )

@@ -5,7 +5,8 @@ baseline straight away; ``live_events`` is the slow trickle of current-time even
 Everything is drawn from the ``random.Random`` passed in, so a seed gives the same traffic.
 
 Personas: ``healthy`` buys every 5-8 days; ``fading`` did the same until 35-45 days ago and has
-bought at most once since (purchase-frequency-drop fires); ``detractor`` buys normally but answered
+bought at most once since (purchase-frequency-drop would fire, a rule shipped disabled; for those who
+stopped altogether purchase-overdue fires); ``detractor`` buys normally but answered
 NPS 0-6 in the last few days (nps-detractor fires); ``new`` joined under 40 days ago and
 ``occasional`` buys every 25-29 days: neither has enough baseline to trigger anything.
 """

@@ -47,6 +47,8 @@ def render_text(result: CustomerExplanation) -> str:
     lines = [
         f"rule {rule.id} ({getattr(rule, 'kind', '?')}, {rule.severity}, {rule.mode}) for customer {state.customer_id}"
     ]
+    if not rule.enabled:
+        lines.append("disabled (enabled: false): the worker does not judge it; shown as it would judge once enabled")
     if result.at is None or result.explanation is None:
         return "\n".join([*lines, "no state in Redis for this customer (never seen, or expired)"])
     lines.append(f"evaluated at {result.at.isoformat()} (latest event time: {state.watermark})")

@@ -9,6 +9,7 @@ A test file (``rules/defaults/tests/purchases_test.yaml``)::
 
     rule_files: [..]                     # relative to this file; files or directories (default: ..)
     evaluate_at: 2026-06-30T12:00:00Z    # when every test is evaluated (a test may set its own)
+    enable: [purchase-frequency-drop]    # rules shipped off, evaluated here as if switched on (default: none)
     tests:
       - name: a weekly buyer who stopped 40 days ago is flagged
         events:                          # in arrival order
@@ -21,9 +22,11 @@ A test file (``rules/defaults/tests/purchases_test.yaml``)::
           - {rule: nps-detractor, customer: c2, message_contains: "3/10"}
 
 Each customer named in a test (in its events or expectations) is evaluated once, at ``evaluate_at``,
-with every enabled rule (active and shadow). The test passes when the alerts that fire are exactly
-the expected ones (rule and customer; severity, the evidence keys given and ``message_contains``
-when given). Cooldowns and once-per-answer episodes are alert bookkeeping and play no part.
+with every enabled rule (active and shadow) and the disabled ones listed under ``enable`` (an
+expectation of any other disabled rule is an error: it never fires). The test passes when the
+alerts that fire are exactly the expected ones (rule and customer; severity, the evidence keys
+given and ``message_contains`` when given). Cooldowns and once-per-answer episodes are alert
+bookkeeping and play no part.
 """
 
 from stream.ruletest.report import main

@@ -1,7 +1,8 @@
 """Running rule tests: fold each test's events in memory, evaluate the rules, compare with the expectations.
 
 Each customer of a test is evaluated once, at the test's ``evaluate_at``, with every enabled rule of
-the set (active and shadow alike), exactly as :func:`rules.evaluation.evaluate` does in the worker.
+the set (active and shadow alike), exactly as :func:`rules.evaluation.evaluate` does in the worker,
+and with the disabled rules the file lists under ``enable``, as if switched on.
 Cooldowns and episodes belong to the alert ledger, not to evaluation, so they play no part.
 """
 
@@ -102,7 +103,32 @@ def run_file(path: Path, cache: RuleCache | None = None) -> FileResult:
     rules = (cache or RuleCache()).get(rule_paths(loaded))
     if rules.problems:
         return FileResult(path, ("invalid rules under test:", *rules.problems))
+    rules, problems = with_enabled(loaded, rules)
+    if problems:
+        return FileResult(path, tuple(str(p) for p in problems))
     return FileResult(path, tests=tuple(run_test(loaded, i, t, rules) for i, t in enumerate(loaded.model.tests)))
+
+
+def with_enabled(loaded: LoadedFile, rules: LoadedRules) -> tuple[LoadedRules, list[RuleTestProblem]]:
+    """The rules with those the file lists under ``enable`` switched on (copies: the cache keeps the
+    set as loaded). Each must be a rule of the set that is disabled: enabling an enabled rule is a
+    mistake, or a leftover from when it was off."""
+    assert loaded.model is not None
+    problems = []
+    for number, rule_id in enumerate(loaded.model.enable):
+        rule = rules.by_id(rule_id)
+        if rule is None:
+            known = ", ".join(sorted(r.id for r in rules.rules if not r.enabled)) or "none"
+            message = f"no rule '{rule_id}' in the rules under test (the disabled ones: {known})"
+            problems.append(loaded.problem(["enable", number], message))
+        elif rule.enabled:
+            message = f"rule '{rule_id}' is enabled already: remove it from 'enable'"
+            problems.append(loaded.problem(["enable", number], message))
+    if problems or not loaded.model.enable:
+        return rules, problems
+    switched = set(loaded.model.enable)
+    enabled = tuple(r.model_copy(update={"enabled": True}) if r.id in switched else r for r in rules.rules)
+    return LoadedRules(enabled, rules.problems), []
 
 
 def run_test(loaded: LoadedFile, index: int, test: RuleTest, rules: LoadedRules) -> RuleTestResult:
@@ -158,7 +184,10 @@ def _unknown_rules(loaded: LoadedFile, index: int, test: RuleTest, rules: Loaded
             known = ", ".join(sorted(r.id for r in rules.rules)) or "none"
             problems.append(loaded.problem(loc, f"no rule '{expectation.rule}' in the rules under test ({known})"))
         elif not rule.enabled:
-            message = f"rule '{expectation.rule}' is disabled (enabled: false): it never fires"
+            message = (
+                f"rule '{expectation.rule}' is disabled (enabled: false): it never fires "
+                "(list it under 'enable' at the top of the file to test it as if switched on)"
+            )
             problems.append(loaded.problem(loc, message))
     return problems
 

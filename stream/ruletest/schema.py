@@ -232,7 +232,8 @@ class WindowSettings(_Strict):
 
 
 class RuleTestFile(_Strict):
-    """A rule test file: the rules under test, a default evaluation time, and the tests."""
+    """A rule test file: the rules under test, a default evaluation time, the disabled rules it
+    evaluates nonetheless, and the tests."""
 
     rule_files: list[str] = Field(
         default_factory=lambda: [".."],
@@ -240,6 +241,13 @@ class RuleTestFile(_Strict):
         description="Rule files or directories, relative to this file (default: '..', the directory above it)",
     )
     evaluate_at: EvaluationTime | None = Field(default=None, description="When every test is evaluated")
+    enable: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Rules of the set that are disabled (enabled: false) to evaluate in this file's tests as if enabled, "
+            "in their own mode: what such a rule would do once switched on"
+        ),
+    )
     window: WindowSettings = Field(default_factory=WindowSettings)
     tests: list[RuleTest] = Field(min_length=1)
 
@@ -248,4 +256,6 @@ class RuleTestFile(_Strict):
         names = [t.name for t in self.tests]
         if duplicates := sorted({n for n in names if names.count(n) > 1}):
             raise ValueError(f"test names must be unique; repeated: {', '.join(duplicates)}")
+        if duplicates := sorted({r for r in self.enable if self.enable.count(r) > 1}):
+            raise ValueError(f"'enable' names a rule twice: {', '.join(duplicates)}")
         return self

@@ -32,18 +32,26 @@ def test_explain_shows_the_numbers_and_the_cooldown(local_stack: StackInfo, monk
     monkeypatch.setenv("CHURNWATCH_REDIS_URL", local_stack.redis_url)
     runner = CliRunner()
 
-    result = runner.invoke(main, ["rules", "explain", "purchase-frequency-drop", "--customer", cid])
+    result = runner.invoke(main, ["rules", "explain", "purchase-overdue", "--customer", cid])
     assert result.exit_code == 0, result.output
     assert "would fire: YES" in result.output
-    assert "recent_purchases = 0" in result.output and "baseline_purchases = 12" in result.output
+    assert "days_since_last_purchase = 42" in result.output and "purchase_days = 12" in result.output
     assert "last alerted at" in result.output
 
     earlier = (NOW - timedelta(days=45)).isoformat()
-    result = runner.invoke(main, ["rules", "explain", "purchase-frequency-drop", "--customer", cid, "--at", earlier])
+    result = runner.invoke(main, ["rules", "explain", "purchase-overdue", "--customer", cid, "--at", earlier])
     assert "would fire: no" in result.output
 
-    result = runner.invoke(main, ["rules", "explain", "purchase-frequency-drop", "--customer", "nobody-" + cid])
+    result = runner.invoke(main, ["rules", "explain", "purchase-overdue", "--customer", "nobody-" + cid])
     assert "no state in Redis" in result.output
+
+    # A rule shipped disabled is explained too (what it would do if switched on), and says it is off;
+    # the worker never judged it, so it never alerted.
+    result = runner.invoke(main, ["rules", "explain", "purchase-frequency-drop", "--customer", cid])
+    assert result.exit_code == 0, result.output
+    assert "disabled (enabled: false)" in result.output
+    assert "would fire: YES" in result.output and "recent_purchases = 0" in result.output
+    assert "last alerted at" not in result.output
 
     result = runner.invoke(main, ["rules", "explain", "no-such-rule", "--customer", cid])
     assert result.exit_code == 1 and "known:" in result.output

@@ -262,7 +262,7 @@ async def test_evaluation_delay_judges_a_burst_once_on_all_of_it(redis: Redis) -
     await harness.processor.sweep_deferred()
     assert sorted(a.rule_id for a in harness.publisher.alerts) == ["nps-detractor", "purchase-overdue"]
     evaluations = harness.metrics.registry.get_sample_value(
-        "churnwatch_rule_evaluations_total", {"rule": "purchase-frequency-drop"}
+        "churnwatch_rule_evaluations_total", {"rule": "purchase-overdue"}
     )
     assert evaluations == 1  # 14 events, one evaluation
 

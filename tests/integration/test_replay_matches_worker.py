@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import shutil
 from datetime import UTC, datetime, timedelta
@@ -47,6 +48,9 @@ from tests.events_factory import purchase, unique_customer, weekly_purchases
 
 DEFAULT_RULES = Path(__file__).resolve().parents[2] / "rules" / "defaults"
 """The shipped rules, with absence rules of the test's own (ids of their own: the shipped set changes)."""
+SHIPPED_OFF = ("purchase-frequency-drop", "spend-drop", "health-score")
+"""Shipped disabled (below chance on real baskets), switched on here so that both sides judge their
+kinds too (the health score's daily due moments above all)."""
 POLICY = WindowPolicy(timedelta(days=150), timedelta(days=7), timedelta(days=180), 10)
 DECODE = DecodePolicy(max_message_bytes=65536, max_future_skew=timedelta(hours=1), currency="USD")
 TOPICS = Topics()
@@ -180,7 +184,10 @@ async def test_the_replay_gives_the_alerts_the_worker_gives_on_redis(redis: Redi
     for rule_file in DEFAULT_RULES.glob("*.yaml"):
         shutil.copy(rule_file, tmp_path)
     (tmp_path / "absence.yaml").write_text(ABSENCE_RULES)
-    rules = load_rule_set(tmp_path)
+    shipped = load_rule_set(tmp_path)
+    assert {r.id for r in shipped.rules if not r.enabled} >= set(SHIPPED_OFF)
+    switched = tuple(r.model_copy(update={"enabled": True}) if r.id in SHIPPED_OFF else r for r in shipped.rules)
+    rules = dataclasses.replace(shipped, rules=switched)
     prefix = unique_customer("rp") + "-"
     records = records_of(history(prefix), TOPICS)
     bad = SourceRecord(TOPICS.purchases, PARTITION, len(records), b"x", b'{"customer_id": "x"}')

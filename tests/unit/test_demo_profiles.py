@@ -40,11 +40,13 @@ REQUIRED = {
     Persona.HEALTHY: set(),
     Persona.NEW: set(),
     Persona.OCCASIONAL: set(),
-    Persona.FADING: {"purchase-frequency-drop"},
+    Persona.FADING: set(),
     Persona.DETRACTOR: {"nps-detractor"},
 }
-"""Rules that must fire for each persona (at the end of its history). purchase-frequency-drop is a
-shadow rule now (judged, nobody told), and evaluate() still returns it."""
+"""Rules that must fire for each persona (at the end of its history). purchase-frequency-drop, which
+the fading persona is made for, ships disabled (below chance on real baskets): see FREQUENCY_DROP."""
+FREQUENCY_DROP = next(r for r in RULES if r.id == "purchase-frequency-drop").model_copy(update={"enabled": True})
+"""The shipped frequency rule switched on: it must fire for every fading customer, as the demo says."""
 STOPPED_REQUIRED = {"purchase-overdue"}
 """And for a fading customer with no purchase in the last 30 days (about half of them): their weekly
 rhythm makes a silence of 35-45 days overdue (after 4 times their long gap, at least 30 days)."""
@@ -52,12 +54,13 @@ ALLOWED = {
     Persona.HEALTHY: set(),
     Persona.NEW: set(),
     Persona.OCCASIONAL: set(),
-    Persona.FADING: {"purchase-frequency-drop", "purchase-overdue", "interaction-drop", "spend-drop", "health-score"},
-    Persona.DETRACTOR: {"nps-detractor", "support-spike", "health-score"},
+    Persona.FADING: {"purchase-overdue", "interaction-drop"},
+    Persona.DETRACTOR: {"nps-detractor", "support-spike"},
 }
 """Rules that may fire too: a fading customer also logs in less; a detractor often files tickets.
 Quiet personas must never fire anything (false alarms). No persona is silent for the 45 days of
-purchase-inactivity."""
+purchase-inactivity. The rules shipped disabled (purchase-frequency-drop, spend-drop, health-score)
+never fire."""
 
 
 def assert_verdicts(
@@ -107,8 +110,8 @@ def fired(state: CustomerState, now: datetime) -> set[str]:
 
 
 def alarms(state: CustomerState, now: datetime) -> set[str]:
-    """What a person would be told: the active rules' findings. A shadow rule (health-score, judged
-    daily for a silent customer) may fire for a quiet persona; that is why it is in shadow."""
+    """What a person would be told: the active rules' findings (an enabled shadow rule is judged
+    and tells nobody)."""
     return {f.rule_id for f in evaluate(RULES, state, now) if f.mode is Mode.ACTIVE}
 
 
@@ -245,6 +248,8 @@ def test_default_rules_fire_for_exactly_the_right_personas(traffic):
         assert state.watermark is not None
         for at in (NOW, state.watermark):
             assert_verdicts(fired(state, at), p.persona, p, stopped=stopped_buying(p.persona, state, at))
+            if p.persona is Persona.FADING:
+                assert [f.rule_id for f in evaluate([FREQUENCY_DROP], state, at)] == [FREQUENCY_DROP.id], p
         stopped += stopped_buying(p.persona, state, NOW)
     assert stopped, "some fading customer stopped buying altogether"
 

@@ -231,8 +231,74 @@ def test_an_expectation_of_an_unknown_or_disabled_rule_is_an_error(rules_dir: Pa
     assert "  ERROR typo in a rule id" in output
     assert "field 'expect[1].rule': no rule 'detracter' in the rules under test (buys-less, detractor, " in output
     assert "field 'expect[2].rule': rule 'switched-off' is disabled (enabled: false): it never fires" in output
+    assert "(list it under 'enable' at the top of the file to test it as if switched on)" in output
     assert "  PASS  fine" in output
     assert output.splitlines()[-1] == "1 passed, 1 failed"
+
+
+def test_enable_evaluates_a_disabled_rule_in_every_test_of_the_file_only(rules_dir: Path) -> None:
+    """A rule shipped off is tested as if switched on, where it must fire and where it must not; the
+    same rules in another file (sharing the loaded set) stay as they are."""
+    enabling = write_test(
+        rules_dir,
+        """\
+        evaluate_at: 2026-06-30T12:00:00Z
+        enable: [switched-off]
+        tests:
+          - name: it fires once switched on
+            events:
+              - {customer: c1, feedback: {kind: nps, score: 9, at: 1d ago}}
+            expect:
+              - {rule: switched-off, customer: c1, message_contains: never}
+          - name: and is judged where it is not expected
+            events:
+              - {customer: c2, feedback: {kind: nps, score: 9, at: 1d ago}}
+        """,
+        "a_test.yaml",
+    )
+    plain = write_test(
+        rules_dir,
+        """\
+        evaluate_at: 2026-06-30T12:00:00Z
+        tests:
+          - name: without enable it stays off
+            events:
+              - {customer: c3, feedback: {kind: nps, score: 9, at: 1d ago}}
+        """,
+        "b_test.yaml",
+    )
+    code, output = run(enabling, plain)
+    assert code == 1
+    assert "  PASS  it fires once switched on" in output
+    assert "  FAIL  and is judged where it is not expected" in output
+    assert "unexpected: switched-off for customer c2" in output
+    assert "  PASS  without enable it stays off" in output
+    assert output.splitlines()[-1] == "2 passed, 1 failed"
+
+
+def test_enable_names_only_disabled_rules_of_the_set(rules_dir: Path) -> None:
+    path = write_test(
+        rules_dir,
+        """\
+        evaluate_at: 2026-06-30T12:00:00Z
+        enable: [switched-of, detractor]
+        tests:
+          - name: any
+            events:
+              - {customer: c1, feedback: {kind: nps, score: 9, at: 1d ago}}
+        """,
+    )
+    code, output = run(path)
+    assert code == 1
+    assert f"{path}: ERROR, no test ran" in output
+    unknown = "no rule 'switched-of' in the rules under test (the disabled ones: switched-off)"
+    assert f"{path}:2: field 'enable[1]': {unknown}" in output
+    assert f"{path}:2: field 'enable[2]': rule 'detractor' is enabled already: remove it from 'enable'" in output
+
+    twice = "evaluate_at: 2026-06-30T12:00:00Z\nenable: [switched-off, switched-off]\ntests: [{name: a}]\n"
+    write_test(rules_dir, twice)
+    _, output = run(path)
+    assert "'enable' names a rule twice: switched-off" in output
 
 
 def test_an_invalid_rule_file_is_reported_with_its_file_rule_and_field(rules_dir: Path) -> None:
