@@ -25,6 +25,7 @@ from stream.windows import keys
 from stream.windows.store import RedisWindowStore, UpdateOutcome, WindowPolicy
 from tests.events_factory import feedback, interaction, purchase, unique_customer, weekly_purchases, wire
 from tests.fakes import FlakyDeadLetters, RecordingDeadLetters, RecordingPublisher
+from tests.rule_files import OVERDUE_RULES
 
 DEFAULT_RULES = Path(__file__).resolve().parents[2] / "rules" / "defaults"
 KINDS = {"p": "purchase", "i": "interaction", "f": "feedback"}
@@ -354,18 +355,6 @@ async def test_waiting_evaluations_of_another_app_id_are_not_this_workers(redis:
     await mine.processor.sweep_deferred()
     assert mine.publisher.alerts == []
     assert len(await RedisPendingLedger(redis, other.app_id).load_pending(100)) == 1
-
-
-OVERDUE_RULES = """
-rules:
-  - id: purchase-overdue
-    kind: overdue
-    multiple: 3.0
-    min_purchase_days: 4
-    min_silence: 14d
-    cooldown: 1d
-    message: "silent for {{ days_since_last_purchase }} days, usually every {{ typical_gap_days }}"
-"""
 
 
 class Clock:

@@ -32,27 +32,18 @@ from stream.settings import Topics
 from stream.windows.memory_store import MemoryDueIndex
 from stream.windows.store import WindowPolicy
 from tests.events_factory import interaction, purchase, weekly_purchases, wire_dict
+from tests.rule_files import OVERDUE_RULES
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 TOPICS = Topics()
 POLICY = WindowPolicy(timedelta(days=150), timedelta(days=7), timedelta(days=180), 10)
 DECODE = DecodePolicy(max_message_bytes=65536, max_future_skew=timedelta(hours=1), currency="USD")
 KIND = {"PurchaseEvent": "purchase", "InteractionEvent": "interaction", "FeedbackEvent": "feedback"}
-OVERDUE = """
-rules:
-  - id: purchase-overdue
-    kind: overdue
-    multiple: 3.0
-    min_purchase_days: 4
-    min_silence: 14d
-    cooldown: 1d
-    message: "silent for {{ days_since_last_purchase }} days, usually every {{ typical_gap_days }}"
-"""
 
 
 @pytest.fixture
 def overdue_rules(tmp_path: Path) -> RuleSet:
-    (tmp_path / "overdue.yaml").write_text(OVERDUE)
+    (tmp_path / "overdue.yaml").write_text(OVERDUE_RULES)
     return load_rule_set(tmp_path)
 
 
@@ -225,7 +216,7 @@ def test_the_progress_line_shows_events_per_second_at_most_twice_a_second() -> N
 
 def test_replay_command_writes_the_alerts_and_reports_the_bad_line(tmp_path: Path) -> None:
     (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "overdue.yaml").write_text(OVERDUE)
+    (tmp_path / "rules" / "overdue.yaml").write_text(OVERDUE_RULES)
     events = history()
     lines = [envelope(e) for e in events]
     lines.insert(3, b'{"topic": "purchase", "event": {"customer_id": "weekly"}}')

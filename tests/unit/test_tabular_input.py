@@ -28,21 +28,12 @@ from stream.tabular_input import (
     parse_column_map,
     read_input,
 )
+from tests.rule_files import OVERDUE_RULES
 
 TOPICS = Topics()
 DECODE = DecodePolicy(max_message_bytes=65536, max_future_skew=timedelta(hours=1), currency="USD")
 BASKETS = parse_column_map("customer=cust,time=ts,amount=total,order=basket")
 ROWS = parse_column_map("customer=cust,time=ts,amount=total")
-OVERDUE = """
-rules:
-  - id: purchase-overdue
-    kind: overdue
-    multiple: 3.0
-    min_purchase_days: 4
-    min_silence: 14d
-    cooldown: 1d
-    message: "silent for {{ days_since_last_purchase }} days, usually every {{ typical_gap_days }}"
-"""
 
 
 def read(
@@ -371,7 +362,7 @@ def test_the_format_follows_the_suffix_and_map_fits_only_tables(tmp_path: Path) 
 
 def test_replay_of_a_csv_export_alerts_as_the_worker_would(tmp_path: Path) -> None:
     (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "overdue.yaml").write_text(OVERDUE)
+    (tmp_path / "rules" / "overdue.yaml").write_text(OVERDUE_RULES)
     t0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
     rows: list[list[str]] = []
     for n, days_ago in enumerate(range(119, -1, -7)):
