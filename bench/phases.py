@@ -182,6 +182,17 @@ async def processor_in_process(
     return InProcessResult(seconds, outcomes, publisher.published, dead_letters.dead_lettered)
 
 
+async def produce_backlog(info: StackInfo, settings: Settings, messages: Sequence[Message]) -> Phase:
+    """Create the run's topics and send the backlog to them: the ``produce`` row."""
+    created = await ensure_topics(settings)
+    say(f"created topics {', '.join(created)} with {settings.topic_partitions} partitions")
+    say(f"producing {len(messages):,} events")
+    probe = CpuProbe(os.getpid(), info.kafka_pid, info.redis_pid)
+    mark = probe.snapshot()
+    seconds = await produce(info.kafka_bootstrap, messages)
+    return Phase("produce (acks=all, linger 5 ms)", len(messages), seconds, probe.since(mark))
+
+
 async def client_phases(
     info: StackInfo,
     settings: Settings,
@@ -190,7 +201,8 @@ async def client_phases(
     timeout: float,
     flush: Callable[[], object],
 ) -> tuple[list[Phase], list[str]]:
-    """Produce, the bare consumer ceiling, decode alone, Redis alone, the processor without Kafka.
+    """The bare consumer ceiling, decode alone, Redis alone, the processor without Kafka (on the
+    backlog :func:`produce_backlog` sent).
 
     ``timeout`` bounds the bare consumer; ``flush`` empties Redis, so each Redis phase starts from
     empty windows and leaves none behind for the worker.
@@ -200,13 +212,6 @@ async def client_phases(
     probe = CpuProbe(os.getpid(), info.kafka_pid, info.redis_pid)
     phases: list[Phase] = []
     notes: list[str] = []
-    created = await ensure_topics(settings)
-    say(f"created topics {', '.join(created)} with {settings.topic_partitions} partitions")
-
-    say(f"producing {n:,} events")
-    mark = probe.snapshot()
-    seconds = await produce(info.kafka_bootstrap, workload.messages)
-    phases.append(Phase("produce (acks=all, linger 5 ms)", n, seconds, probe.since(mark)))
 
     say("bare aiokafka consumer: reading the backlog")
     mark = probe.snapshot()

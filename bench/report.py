@@ -53,8 +53,9 @@ def format_counts(counts: dict[str, float] | Counter[str]) -> str:
     return ", ".join(f"{k} {v:,.0f}" for k, v in counts.items()) or "none"
 
 
-def format_table(phases: Sequence[Phase], ceiling: Phase) -> list[str]:
-    """One row per phase; CPU columns are seconds of user + system time during the phase."""
+def format_table(phases: Sequence[Phase], ceiling: Phase | None) -> list[str]:
+    """One row per phase; CPU columns are seconds of user + system time during the phase. Without
+    the ceiling phase (not selected), ``vs ceiling`` is n/a."""
     width = max(len(p.name) for p in phases)
     cpus = os.cpu_count() or 1
     header = (
@@ -65,9 +66,10 @@ def format_table(phases: Sequence[Phase], ceiling: Phase) -> list[str]:
     for p in phases:
         ours = sum(p.cpu.get(role, 0.0) for role in CPU_ROLES)
         machine = p.cpu.get("machine", math.nan)
+        vs = f"{p.rate / ceiling.rate:>9.3f}x" if ceiling else f"{'n/a':>10}"
         lines.append(
             f"{p.name:<{width}}  {p.events:>7,}  {p.seconds:>7.2f}  {p.rate:>8,.0f}  "
-            f"{p.rate / ceiling.rate:>9.3f}x  {p.cpu.get('client', math.nan):>10.2f}  "
+            f"{vs}  {p.cpu.get('client', math.nan):>10.2f}  "
             f"{p.cpu.get('kafka', math.nan):>5.2f}  {p.cpu.get('redis', math.nan):>5.2f}  "
             f"{max(0.0, machine - ours):>5.2f}  {100 * machine / (p.seconds * cpus):>11.0f}%"
         )
@@ -144,39 +146,47 @@ def memory_lines(report: MemoryReport, workload: Workload) -> list[str]:
 def print_report(
     phases: Sequence[Phase],
     notes: Sequence[str],
-    run: WorkerRun,
-    memory: MemoryReport,
+    run: WorkerRun | None,
+    memory: MemoryReport | None,
     workload: Workload,
     topics: Topics,
     *,
     partitions: int,
     py_spy: float,
     context: str,
+    sections: Sequence[Sequence[str]] = (),
 ) -> None:
+    """The report of the phases that ran: ``run`` and ``memory`` are None without the worker phase;
+    ``sections`` are the other phases' own lines (two workers, live latency), each printed as a block."""
     kinds = Counter(topics.event_kinds[topic] for topic, _k, _v in workload.messages)
     mean_size = statistics.fmean(len(v) for _t, _k, v in workload.messages)
-    ceiling = next(p for p in phases if "ceiling" in p.name)
+    ceiling = next((p for p in phases if "ceiling" in p.name), None)
     lines = [
         "",
         f"churnwatch throughput benchmark - {context}",
         f"workload: {len(workload.messages):,} events ({format_counts(kinds)}) for {workload.customers} customers, "
         f"{BACKFILL_DAYS}-day backfill, mean message {mean_size:.0f} B, {partitions} partitions per topic, "
         f"pre-produced before any consumer starts",
-        "",
-        *format_table(phases, ceiling),
-        "",
-        "ceiling = AIOKafkaConsumer (no group, from earliest) counting records and json.loads-ing each value",
-        "cpu columns = user+system CPU seconds during the phase of: client (the bench process; the worker process "
-        "in the worker rows), kafka (the broker JVM), redis, other (everything else on the machine: other users' "
-        "processes, the bench polling /metrics in the worker rows, the kernel); "
-        f"machine busy = all CPU time used / (wall time x {os.cpu_count()} CPUs), from /proc/stat",
-        *notes,
-        *worker_lines(run, set(topics.events)),
-        "",
-        "Redis memory after the worker run:",
-        *memory_lines(memory, workload),
     ]
-    if py_spy > 0:
+    if phases:
+        lines += [
+            "",
+            *format_table(phases, ceiling),
+            "",
+            "ceiling = AIOKafkaConsumer (no group, from earliest) counting records and json.loads-ing each value",
+            "cpu columns = user+system CPU seconds during the phase of: client (the bench process; the worker "
+            "process(es) in the worker rows), kafka (the broker JVM), redis, other (everything else on the machine: "
+            "other users' processes, the bench polling /metrics in the worker rows, the kernel); "
+            f"machine busy = all CPU time used / (wall time x {os.cpu_count()} CPUs), from /proc/stat",
+            *notes,
+        ]
+    if run is not None:
+        lines += worker_lines(run, set(topics.events))
+    for section in sections:
+        lines += ["", *section]
+    if memory is not None:
+        lines += ["", "Redis memory after the worker run:", *memory_lines(memory, workload)]
+    if py_spy > 0 and run is not None:
         lines += [
             "",
             f"py-spy on the worker ({py_spy:.0f}s from its 1st event; "

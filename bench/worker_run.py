@@ -4,6 +4,8 @@ The worker is started as the demo and the integration tests start it
 (:func:`stream.localstack.worker.start_worker`), on the run's own topics and consumer group, and
 timed from the outside: from ``/healthz`` answering (and from its first finished event) until its
 ``/metrics`` count reaches N. Its CPU, and optionally a py-spy profile, are taken meanwhile.
+Starting a worker (:func:`spawn_worker`) and telling how far it got are shared with the two-workers
+and live phases.
 """
 
 from __future__ import annotations
@@ -11,15 +13,16 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.console import BenchError, say
 from bench.cpu import CpuProbe, CpuTimes, cpu_seconds, main_thread_cpu
 from bench.pyspy import start_profiler, summarize_profile
-from bench.scrape import Sample, finished, scrape
+from bench.scrape import Sample, finished, scrape, total
 from stream.localstack import StackInfo
-from stream.localstack.worker import start_worker
+from stream.localstack.worker import WorkerProcess, start_worker
 from stream.settings import Topics
 
 POLL_SECONDS = 0.2
@@ -45,6 +48,31 @@ class WorkerRun:
     profile: list[str] = field(default_factory=list)
 
 
+def spawn_worker(info: StackInfo, topics: Topics, app_id: str, log_path: Path) -> WorkerProcess:
+    """Start ``churnwatch worker`` on ``topics`` in consumer group ``app_id``; the caller stops it
+    (:meth:`WorkerProcess.stop`, by its own PID) in a ``finally``."""
+    env = {
+        "CHURNWATCH_APP_ID": app_id,
+        # faust's directory in the run's outputs: it creates <data dir>/<app_id>-data, not the data dir
+        "CHURNWATCH_DATA_DIR": str(log_path.parent),
+        **{f"CHURNWATCH_TOPIC_{name.upper()}": value for name, value in topics.model_dump().items()},
+    }
+    worker = start_worker(info, env=env, output=log_path)
+    say(f"worker pid {worker.process.pid} starting (log: {log_path})")
+    return worker
+
+
+def unique_finished(samples: list[Sample], inputs: Collection[str]) -> float:
+    """Events finished, less those seen again (``duplicate``: redelivered after a rebalance)."""
+    duplicates = total(samples, "churnwatch_events_consumed_total", inputs, outcome="duplicate")
+    return finished(samples, inputs) - duplicates
+
+
+def check_alive(worker: WorkerProcess, log_path: Path) -> None:
+    if worker.process.poll() is not None:
+        raise BenchError(f"worker {worker.process.pid} exited with code {worker.process.returncode}; see {log_path}")
+
+
 def run_worker(
     info: StackInfo,
     topics: Topics,
@@ -55,16 +83,11 @@ def run_worker(
     timeout: float,
     profile_seconds: float,
 ) -> WorkerRun:
-    env = {
-        "CHURNWATCH_APP_ID": app_id,
-        **{f"CHURNWATCH_TOPIC_{name.upper()}": value for name, value in topics.model_dump().items()},
-    }
     inputs = set(topics.events)
     profile_path = log_path.with_name("py-spy.raw.txt")
     profiler: subprocess.Popen[bytes] | None = None
     launched = time.perf_counter()
-    worker = start_worker(info, env=env, output=log_path)
-    say(f"worker pid {worker.process.pid} starting (log: {log_path})")
+    worker = spawn_worker(info, topics, app_id, log_path)
     try:
         worker.wait_healthy()
         ready = time.perf_counter()
@@ -88,8 +111,7 @@ def run_worker(
                 bench_cpu = cpu_seconds(os.getpid()) - bench_at_ready
                 main_cpu = main_thread_cpu(worker.process.pid) - main_at_first
                 break
-            if worker.process.poll() is not None:
-                raise BenchError(f"the worker exited with code {worker.process.returncode}; see {log_path}")
+            check_alive(worker, log_path)
             if now - ready > timeout:
                 raise BenchError(f"the worker finished {done:,.0f} of {expected:,} events in {timeout:.0f}s")
             if now >= next_report:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from stream.demo import encode
-from stream.demo_profiles import backfill_events, make_profiles
+from stream.demo_profiles import CustomerProfile, backfill_events, make_profiles
 from stream.events import AnyEvent
 from stream.settings import Topics
 
@@ -34,6 +34,8 @@ class Workload:
     messages: list[Message]
     customers: int
     events_per_customer: list[int]
+    profiles: list[CustomerProfile]
+    """The customers whose events are in the backlog (the live phase's traffic comes from them too)."""
 
 
 def run_topics(run_id: str) -> Topics:
@@ -60,6 +62,7 @@ def build_workload(target: int, customers: int | None, seed: int, topics: Topics
         by_customer[event.customer_id].append(event)
     kept: list[AnyEvent] = []
     per_customer: list[int] = []
+    customers_kept: list[CustomerProfile] = []
     for profile in profiles:
         if len(kept) >= target:
             break
@@ -67,6 +70,13 @@ def build_workload(target: int, customers: int | None, seed: int, topics: Topics
         if taken:
             kept += taken
             per_customer.append(len(taken))
+            customers_kept.append(profile)
     kept.sort(key=lambda e: e.occurred_at)  # stable: a customer's own order is kept
     messages = [(topics.for_event(e), *encode(e)) for e in kept]
-    return Workload(kept, messages, len(per_customer), per_customer)
+    return Workload(kept, messages, len(per_customer), per_customer, customers_kept)
+
+
+def on_topics(messages: list[Message], source: Topics, target: Topics) -> list[Message]:
+    """The same messages sent to ``target``'s topics instead of ``source``'s (the same backlog, other topics)."""
+    renamed = dict(zip(source.events, target.events, strict=True))
+    return [(renamed[topic], key, value) for topic, key, value in messages]
