@@ -102,6 +102,7 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
     reloader = RuleReloader(settings.rules_dir, active, metrics)
 
     broker = faust_broker_settings(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level of its datadir
     app = faust.App(
         settings.app_id,
         broker=broker.url,

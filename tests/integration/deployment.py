@@ -92,6 +92,8 @@ def deploy(local_stack: StackInfo, log_dir: Path, env: Mapping[str, str] | None 
             "CHURNWATCH_APP_ID": f"churnwatch-e2e-{run}",
             "CHURNWATCH_SLACK_WEBHOOK_URL": slack.url_for(SLACK_PATH),
             "CHURNWATCH_WEBHOOK_URL": slack.url_for(WEBHOOK_PATH),
+            # Not made yet, two levels deep: the worker makes its own data directory.
+            "CHURNWATCH_DATA_DIR": str(log_dir / f"data-{run}" / "faust"),
             **{f"CHURNWATCH_TOPIC_{name.upper()}": value for name, value in topics.model_dump().items()},
             **(env or {}),
         }
