@@ -1,8 +1,10 @@
 """Bytes per customer: the Redis memory the worker's state takes once it has read the backlog.
 
 Throughput is one half of sizing a deployment; the other is how much Redis a customer costs. This
-measures the per-customer state hashes and the dedupe and alert marker keys with ``MEMORY USAGE``
-(exact per key), and the ``INFO memory`` growth over the worker run as a cross-check that includes
+measures the per-customer state hashes (the windows, the alert ledger and the bounded dedupe fields
+``dd``/``df`` of :mod:`stream.windows.dedupe`, whose share is its ``HSTRLEN``), the per-event dedupe
+marker keys of the versions before it (none are written now) and the alert markers with
+``MEMORY USAGE`` (exact per key), and the ``INFO memory`` growth over the worker run as a cross-check that includes
 what ``MEMORY USAGE`` does not count (the expires dictionary, hash-table growth).
 """
 
@@ -26,6 +28,8 @@ SENT_PATTERN = keys.delivered("*", "*", "*")
 class MemoryReport:
     state_bytes: list[int]
     state_fields: list[int]
+    dedupe_bytes: list[int]
+    """``HSTRLEN`` of ``dd`` plus ``df`` per state hash: the dedupe's part of ``state_bytes``."""
     encodings: Counter[str]
     state_ttl: int
     seen_count: int
@@ -66,11 +70,14 @@ def measure_memory(client: redis_sync.Redis, used_before: int) -> MemoryReport:
     for key in states:
         pipe.object("encoding", key)
         pipe.hlen(key)
+        pipe.hstrlen(key, "dd")
+        pipe.hstrlen(key, "df")
     replies = pipe.execute()
-    encodings: Counter[str] = Counter(e.decode() if isinstance(e, bytes) else str(e) for e in replies[::2])
+    encodings: Counter[str] = Counter(e.decode() if isinstance(e, bytes) else str(e) for e in replies[::4])
     return MemoryReport(
         state_bytes=_memory_usage(client, states),
-        state_fields=[int(n) for n in replies[1::2]],
+        state_fields=[int(n) for n in replies[1::4]],
+        dedupe_bytes=[int(a) + int(b) for a, b in zip(replies[2::4], replies[3::4], strict=True)],
         encodings=encodings,
         state_ttl=int(client.ttl(states[0])) if states else -2,
         seen_count=len(seen),

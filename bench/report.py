@@ -124,6 +124,7 @@ def memory_lines(report: MemoryReport, workload: Workload) -> list[str]:
     delta = report.used_after - report.used_before
     measured = sum(sizes) + report.seen_bytes + report.sent_bytes
     per_seen = report.seen_bytes / report.seen_count if report.seen_count else 0.0
+    dedupe = report.dedupe_bytes
     return [
         f"customers with a state hash: {customers:,} (workload: {workload.customers:,}); events per customer: "
         f"mean {statistics.fmean(per_customer):.0f}, p50 {statistics.median(per_customer):.0f}, "
@@ -132,11 +133,13 @@ def memory_lines(report: MemoryReport, workload: Workload) -> list[str]:
         f"p50 {statistics.median(sizes):,.0f} B, max {max(sizes):,} B, total {sum(sizes) / 1e6:.2f} MB; "
         f"fields mean {statistics.fmean(report.state_fields):.1f}; encodings {format_counts(report.encodings)}; "
         f"TTL (idle) {report.state_ttl / 86400:.0f} d",
-        f"dedupe ':seen:' keys: {report.seen_count:,} ({report.seen_count / customers:.0f} per customer), "
-        f"{report.seen_bytes / 1e6:.2f} MB total, {per_seen:.0f} B each, "
-        f"{report.seen_bytes / customers:,.0f} B per customer; they expire after the dedupe TTL "
-        f"({report.seen_ttl / 86400:.1f} d left on a sample key), so they scale with events per 7 days, "
-        f"not with customers",
+        f"of which the bounded dedupe (dd + df, HSTRLEN): mean {statistics.fmean(dedupe):,.0f} B, "
+        f"max {max(dedupe):,} B per customer",
+        f"old dedupe ':seen:' keys (written by versions before the bounded dedupe): {report.seen_count:,}, "
+        f"{report.seen_bytes / 1e6:.2f} MB total, {per_seen:.0f} B each, {report.seen_bytes / customers:,.0f} B "
+        f"per customer",
+        f"state + dedupe per customer (MEMORY USAGE of the state hash and of the ':seen:' keys): mean "
+        f"{(sum(sizes) + report.seen_bytes) / customers:,.0f} B",
         f"alert ':sent:' markers: {report.sent_count:,} keys, {report.sent_bytes:,} B",
         f"INFO used_memory delta: {delta / 1e6:.2f} MB = {delta / customers:,.0f} B per customer "
         f"(state + seen keys + overhead; cross-check of {measured / customers:,.0f} B from MEMORY USAGE)",

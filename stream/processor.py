@@ -1,7 +1,9 @@
 """Processing one consumed event: validate, update the windows, evaluate rules, publish alerts.
 
 Delivery guarantee (Kafka is at-least-once, faust can redeliver after a crash or rebalance):
-- a window update is idempotent (the event id is remembered), so a redelivered event counts once;
+- a window update is idempotent (the customer's latest event ids are kept in their hash, with a
+  floor below which an event is taken for a redelivery: :mod:`stream.windows.dedupe`), so a
+  redelivered event counts once;
 - an alert is claimed in Redis before it is published and confirmed after; the customer's next
   evaluation re-publishes a claim never confirmed (a crash in between) under the same ``alert_id``,
   and a redelivery after confirmation publishes nothing: alerts are at-least-once, a duplicate

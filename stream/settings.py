@@ -23,6 +23,7 @@ from rules.base import Duration
 from stream.decoding import DecodePolicy
 from stream.events import EVENT_MODELS, EventBase
 from stream.kafka_sinks import HEADERS_MAX_BYTES as DEADLETTER_HEADERS_MAX_BYTES
+from stream.windows.dedupe import DEFAULT_IDS_KEPT
 from stream.windows.store import WindowPolicy
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules" / "defaults"
@@ -180,7 +181,16 @@ class Settings(BaseSettings):
         description="Event-time horizon kept per customer; older events are dropped as late",
     )
     dedupe_ttl: Duration = Field(
-        default=timedelta(days=7), description="How long an event id is remembered to drop redeliveries"
+        default=timedelta(days=7),
+        description="How long a delivered alert is remembered per sink (and the per-event markers of versions "
+        "before the bounded dedupe lived)",
+    )
+    dedupe_ids: int = Field(
+        default=DEFAULT_IDS_KEPT,
+        ge=1,
+        le=65536,
+        description="Event ids remembered per customer, latest event times first, to drop redeliveries; an "
+        "event older than all of them is taken for a redelivery",
     )
     idle_ttl: Duration = Field(
         default=timedelta(days=180), description="A customer with no event for this long is forgotten"
@@ -310,6 +320,7 @@ class Settings(BaseSettings):
             dedupe_ttl=self.dedupe_ttl,
             idle_ttl=self.idle_ttl,
             feedback_history=self.feedback_history,
+            dedupe_ids=self.dedupe_ids,
         )
 
     @model_validator(mode="after")

@@ -199,6 +199,7 @@ def window_policy(model: RuleTestFile) -> WindowPolicy:
         dedupe_ttl=defaults["dedupe_ttl"].default,
         idle_ttl=defaults["idle_ttl"].default,
         feedback_history=model.window.feedback_history,
+        dedupe_ids=defaults["dedupe_ids"].default,
     )
 
 

@@ -44,7 +44,8 @@ def customer_state(customer_id: str) -> str:
 
 
 def seen_event(customer_id: str, event_id: str) -> str:
-    """Marker that an event id was applied (SET NX EX), so a redelivery changes nothing."""
+    """Marker that an event id was applied, written (SET NX EX) by the versions before the bounded
+    dedupe; now only read by ``update.lua``, until the last of them expires (:mod:`stream.windows.dedupe`)."""
     return f"{PREFIX}:{_tag(customer_id)}:seen:{event_id}"
 
 

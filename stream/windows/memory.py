@@ -5,9 +5,14 @@ what the worker would have seen. It is a second implementation of the same seman
 ``tests/integration/test_memory_windows_match_redis.py``, which feeds random event streams to both
 and compares every outcome and state. Step by step, as in the script:
 
-1. an event id already seen for the customer changes nothing (``duplicate``; the current state);
+1. an event id among the customer's kept ids changes nothing (``duplicate``; the current state);
 2. an event older than the retention horizon behind the customer's latest event time is dropped
-   (``late``; an empty state), its id being remembered all the same;
+   (``late``; an empty state), its id not recorded (a redelivery of it is late again: the
+   watermark never moves back);
+2b. an event at or before the dedupe floor (the latest second evicted from the kept ids) is taken
+   for a redelivery (``duplicate``); any other is recorded among the kept ids, the oldest beyond
+   ``dedupe_ids`` evicted: :class:`stream.windows.dedupe.DedupeWindow`, where the guarantee is
+   stated (never counted twice; counted once unless late by the horizon or by ``dedupe_ids``);
 3. purchases (count and cents) and interactions (per kind) land in the UTC day of their event time,
    after the touched series is pruned to the horizon; survey answers are kept in event-time order,
    the last ``feedback_history`` per kind; lifetime count and spend, first/last purchase and last
@@ -25,8 +30,9 @@ against Redis. A series' read-only copy (a :class:`rules.state.DaySeries`) is ke
 series changes, so an event rebuilds only what it touched, and what the rules derive from an
 unchanged series (window sums, merged series) carries over to the next state.
 
-Wall-clock expiries (``dedupe_ttl``, ``idle_ttl``) are not modelled: within one fold an event id is
-remembered, and a customer kept, for ever.
+Wall-clock expiries (``idle_ttl``) are not modelled: within one fold a customer is kept for ever.
+The script also reads the per-event markers of the versions before the bounded dedupe (migration);
+this fold never wrote any, so it has no such check.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from rules.state import CustomerState, DaySeries, FeedbackAnswer, from_epoch_ms
 from stream.events import EventBase, FeedbackEvent, InteractionEvent, PurchaseEvent, occurred_epoch_ms
 from stream.windows import keys
 from stream.windows.codec import state_from_hash, to_cents
+from stream.windows.dedupe import DedupeWindow, event_digest, event_second
 from stream.windows.store import UpdateOutcome, WindowPolicy, WindowUpdate
 
 DAY_MS = 86_400_000
@@ -72,6 +79,8 @@ class _Customer:
     feedback_views: dict[str, tuple[FeedbackAnswer, ...]] = field(default_factory=dict)
     """Read-only copies of the series for :meth:`state`, each dropped when its series changes."""
     snapshot: CustomerState | None = None
+    dedupe: DedupeWindow = field(default_factory=DedupeWindow)
+    """``dd`` and ``df``: the kept event ids and the floor."""
 
     def state(self, customer_id: str) -> CustomerState:
         """What ``state_from_hash(customer_id, self.fields())`` decodes, without the JSON."""
@@ -129,6 +138,7 @@ class _Customer:
                 out[name] = str(value)
         if self.sg is not None:
             out["sg"] = self.sg
+        out.update(self.dedupe.fields())
         return out
 
 
@@ -167,20 +177,21 @@ class MemoryWindows:
         self._policy = policy
         self._horizon_days = max(1, policy.retention.days)  # as RedisWindowStore passes it to the script
         self._customers: dict[str, _Customer] = {}
-        self._seen: set[str] = set()
 
     def apply(self, event: EventBase) -> WindowUpdate:
         # Keyed like the Redis keys, so even two ids that map to one hash tag behave the same.
         state_key = keys.customer_state(event.customer_id)
-        seen_key = keys.seen_event(event.customer_id, event.event_id)
-        if seen_key in self._seen:
-            return MemoryUpdate(UpdateOutcome.DUPLICATE, event.customer_id, self._state(event.customer_id, state_key))
-        self._seen.add(seen_key)
-
         c = self._customers.get(state_key) or _Customer()
+        digest = event_digest(event.event_id)
+        if c.dedupe.seen(digest):
+            return MemoryUpdate(UpdateOutcome.DUPLICATE, event.customer_id, self._state(event.customer_id, state_key))
         t = occurred_epoch_ms(event)
         if c.wm > 0 and t < c.wm - self._horizon_days * DAY_MS:
             return WindowUpdate(UpdateOutcome.LATE, event.customer_id, {})
+        second = event_second(t)
+        if c.dedupe.too_old(second):
+            return MemoryUpdate(UpdateOutcome.DUPLICATE, event.customer_id, self._state(event.customer_id, state_key))
+        c.dedupe.record(digest, second, self._policy.dedupe_ids)
         self._customers[state_key] = c
         c.snapshot = None
         new_wm = max(c.wm, t)

@@ -21,6 +21,7 @@ from rules.state import CustomerState, from_epoch_ms
 from stream.events import EventBase, FeedbackEvent, InteractionEvent, PurchaseEvent
 from stream.windows import keys
 from stream.windows.codec import state_from_hash, to_cents
+from stream.windows.dedupe import DEFAULT_IDS_KEPT, event_digest
 
 
 class UpdateOutcome(StrEnum):
@@ -53,8 +54,17 @@ class WindowUpdate:
 class WindowPolicy:
     retention: timedelta
     dedupe_ttl: timedelta
+    """How long an alert's ``:sent:`` marker lives, and the event markers of versions before the
+    bounded dedupe did (the update script still reads those: see :mod:`stream.windows.dedupe`)."""
     idle_ttl: timedelta
     feedback_history: int
+    dedupe_ids: int = DEFAULT_IDS_KEPT
+    """Event ids kept per customer in the state hash (``dd``), latest event times first: the bound of
+    the dedupe (:mod:`stream.windows.dedupe` says what it guarantees)."""
+
+    def __post_init__(self) -> None:
+        if self.dedupe_ids < 1:
+            raise ValueError(f"dedupe_ids must be >= 1, not {self.dedupe_ids}")
 
 
 class ClaimOutcome(StrEnum):
@@ -105,9 +115,10 @@ class RedisWindowStore:
             "",
             int(event.occurred_at.timestamp() * 1000),
             max(1, p.retention.days),
-            int(p.dedupe_ttl.total_seconds()),
+            p.dedupe_ids,
             int(p.idle_ttl.total_seconds()),
             event.segment or "",
+            event_digest(event.event_id),
         ]
         if isinstance(event, PurchaseEvent):
             args[0] = "p"

@@ -1,16 +1,24 @@
 -- Apply one event to one customer's windows, atomically, in one round trip.
--- KEYS[1] customer state hash, KEYS[2] seen-event marker (both share the customer's hash tag)
+-- KEYS[1] customer state hash
+-- KEYS[2] the event's seen marker of the versions before the bounded dedupe (only read; same hash tag)
 -- ARGV[1] stream: 'p' purchase | 'i' interaction | 'f' feedback
 -- ARGV[2] event time (epoch ms)   ARGV[3] retention horizon (days)
--- ARGV[4] dedupe ttl (s)          ARGV[5] idle ttl (s)   ARGV[6] segment ('' if none)
--- purchase:    ARGV[7] amount in cents
--- interaction: ARGV[7] kind
--- feedback:    ARGV[7] kind, ARGV[8] score, ARGV[9] answers kept per kind
--- Returns {status, flat HGETALL of the state}; status is 'ok', 'duplicate' or 'late'.
+-- ARGV[4] event ids kept per customer   ARGV[5] idle ttl (s)   ARGV[6] segment ('' if none)
+-- ARGV[7] the event id's digest (12 characters, stream/windows/dedupe.py)
+-- purchase:    ARGV[8] amount in cents
+-- interaction: ARGV[8] kind
+-- feedback:    ARGV[8] kind, ARGV[9] score, ARGV[10] answers kept per kind
+-- Returns {status, flat HGETALL of the state without the dedupe fields}; status is 'ok',
+-- 'duplicate' or 'late'.
 --
 -- Day series are JSON objects keyed by UTC day number, one hash field per series
 -- ('p' = {day: [purchases, cents]}, 'i:<kind>' = {day: count}), so the field count stays small
 -- however many days are kept, and memory is bounded by the horizon, not by the event count.
+--
+-- Dedupe (the reasoning and the guarantee: stream/windows/dedupe.py): 'dd' holds the ARGV[4] ids
+-- with the latest event times, 20-byte records sorted by event second ('%08x' second .. digest);
+-- 'df' the latest second ever evicted from it. An id in 'dd' is a duplicate; so is an event at or
+-- before 'df' (it cannot be told apart from an evicted one); any other event is new.
 local state = KEYS[1]
 local stream = ARGV[1]
 local t = tonumber(ARGV[2])
@@ -44,9 +52,40 @@ local function keep_max(field, value)
   if value > current then redis.call('HSET', state, field, ARGV[2]) end
 end
 
--- 1. A redelivered event changes nothing (its id is remembered for the dedupe ttl).
-if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[4])) then
-  return {'duplicate', redis.call('HGETALL', state)}
+local REC = 20
+local digest = ARGV[7]
+local sec = math.min(4294967295, math.max(0, math.floor(t / 1000)))
+
+local function window_fields()
+  local flat, out = redis.call('HGETALL', state), {}
+  for i = 1, #flat, 2 do
+    if flat[i] ~= 'dd' and flat[i] ~= 'df' then
+      out[#out + 1] = flat[i]
+      out[#out + 1] = flat[i + 1]
+    end
+  end
+  return out
+end
+
+local function kept(blob)
+  local from = 1
+  while true do
+    local at = string.find(blob, digest, from, true)
+    if not at then return false end
+    if (at - 1) % REC == 8 then return true end -- a digest, not a match across two records
+    from = at + 1
+  end
+end
+
+local function second_of(blob, n) -- the second of the n-th record (1-based)
+  return tonumber(string.sub(blob, (n - 1) * REC + 1, (n - 1) * REC + 8), 16)
+end
+
+-- 1. A redelivered event changes nothing: its id is among the kept ones, or (state written before
+--    the bounded dedupe) its old marker has not expired yet.
+local dd = redis.call('HGET', state, 'dd') or ''
+if kept(dd) or redis.call('EXISTS', KEYS[2]) == 1 then
+  return {'duplicate', window_fields()}
 end
 
 -- 2. Event time: an event older than the horizon behind this customer's latest event is dropped.
@@ -54,12 +93,31 @@ local wm = tonumber(redis.call('HGET', state, 'wm') or '0')
 if wm > 0 and t < wm - horizon_days * day_ms then
   return {'late', {}}
 end
+
+-- 2b. At or before the floor: maybe an evicted id, so taken for a duplicate. Otherwise recorded,
+--     after the records of its second, and the oldest beyond the bound evicted (raising the floor).
+local floor = redis.call('HGET', state, 'df')
+if floor and sec <= tonumber(floor) then
+  return {'duplicate', window_fields()}
+end
+local n = #dd / REC
+local pos = n
+while pos > 0 and second_of(dd, pos) > sec do pos = pos - 1 end
+dd = string.sub(dd, 1, pos * REC) .. string.format('%08x', sec) .. digest .. string.sub(dd, pos * REC + 1)
+local drop = n + 1 - tonumber(ARGV[4])
+if drop > 0 then
+  local newest_dropped = second_of(dd, drop)
+  if not floor or newest_dropped > tonumber(floor) then redis.call('HSET', state, 'df', newest_dropped) end
+  dd = string.sub(dd, drop * REC + 1)
+end
+redis.call('HSET', state, 'dd', dd)
+
 local new_wm = math.max(wm, t)
 local oldest = math.floor(new_wm / day_ms) - horizon_days + 1
 
 -- 3. Bucket the event by its own day, so late and out-of-order events land where they belong.
 if stream == 'p' then
-  local cents = tonumber(ARGV[7])
+  local cents = tonumber(ARGV[8])
   local series = prune(load('p'), oldest)
   local bucket = series[day]
   if bucket then
@@ -76,18 +134,18 @@ if stream == 'p' then
   if fp == 0 or t < fp then redis.call('HSET', state, 'fp', ARGV[2]) end
   keep_max('lp', t)
 elseif stream == 'i' then
-  local field = 'i:' .. ARGV[7]
+  local field = 'i:' .. ARGV[8]
   local series = prune(load(field), oldest)
   series[day] = (series[day] or 0) + 1
   save(field, series)
   keep_max('li', t)
 elseif stream == 'f' then
-  local field = 'f:' .. ARGV[7]
-  local keep = tonumber(ARGV[9])
+  local field = 'f:' .. ARGV[8]
+  local keep = tonumber(ARGV[10])
   local answers = load(field)
   local pos = #answers + 1
   while pos > 1 and answers[pos - 1][1] > t do pos = pos - 1 end
-  table.insert(answers, pos, {t, tonumber(ARGV[8])})
+  table.insert(answers, pos, {t, tonumber(ARGV[9])})
   while #answers > keep do table.remove(answers, 1) end
   redis.call('HSET', state, field, cjson.encode(answers))
 end
@@ -109,4 +167,4 @@ end
 
 -- 5. An idle customer is forgotten.
 redis.call('EXPIRE', state, tonumber(ARGV[5]))
-return {'ok', redis.call('HGETALL', state)}
+return {'ok', window_fields()}

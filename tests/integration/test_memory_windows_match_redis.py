@@ -3,7 +3,8 @@ redis-server. Random event streams (fixed seeds) go to both in the same arrival 
 outcome and state, and every customer's final state, must be equal.
 
 The streams are built to hit each rule of the script: out-of-order times, several events in one
-millisecond, redeliveries (same event id), events beyond the retention horizon, jumps of the watermark
+millisecond, redeliveries (same event id) of recent and of long-past events (beyond the ids kept, with
+a policy keeping 8), new events older than every kept id, events beyond the retention horizon, jumps of the watermark
 over many days (pruning), all three streams, custom interaction kinds, every survey kind with more
 answers than are kept, segments on some events only, odd amounts (cents rounding).
 """
@@ -26,6 +27,7 @@ from stream.events import (
     PurchaseEvent,
     occurred_epoch_ms,
 )
+from stream.windows.dedupe import RECORD, event_digest
 from stream.windows.memory import MemoryWindows
 from stream.windows.store import RedisWindowStore, UpdateOutcome, WindowPolicy
 from tests.events_factory import unique_customer
@@ -41,6 +43,13 @@ POLICIES = {
     "short horizon, 2 answers": WindowPolicy(
         retention=timedelta(days=12), dedupe_ttl=timedelta(days=7), idle_ttl=timedelta(days=180), feedback_history=2
     ),
+    "8 ids kept": WindowPolicy(  # most redeliveries are of evicted ids; out-of-order events meet the floor
+        retention=timedelta(days=150),
+        dedupe_ttl=timedelta(days=7),
+        idle_ttl=timedelta(days=180),
+        feedback_history=10,
+        dedupe_ids=8,
+    ),
 }
 
 
@@ -51,7 +60,8 @@ def random_events(rng: random.Random, customers: list[str], count: int, horizon_
     newest_ms = {c: 0 for c in customers}  # the script's watermark, to aim at the horizon's edge
     for n in range(count):
         if events and rng.random() < 0.12:
-            events.append(rng.choice(events))  # redelivery: the very same event
+            # Redelivery, the very same event: of a recent one, or of one far back (as after a long outage).
+            events.append(rng.choice(events[-10:] if rng.random() < 0.5 else events))
             continue
         customer = rng.choice(customers)
         step = rng.choice([0, 0, 1, 5, 60, 3600, 6 * 3600, 86_400, 3 * 86_400, 20 * 86_400])
@@ -139,3 +149,21 @@ def test_the_streams_reach_the_interesting_cases() -> None:
     assert any(s.lifetime_purchases > sum(s.purchases_by_day.values()) for s in states)  # buckets pruned
     assert any(s.segment for s in states)
     assert any("webinar" in s.interactions_by_kind or "demo" in s.interactions_by_kind for s in states)
+
+
+def test_the_streams_reach_past_the_dedupe_bound() -> None:
+    """With 8 ids kept: redeliveries of evicted ids (caught by the floor) and new events at or before
+    the floor (taken for redeliveries) both occur, besides redeliveries of kept ids."""
+    policy = POLICIES["8 ids kept"]
+    customers = [unique_customer("diffbound") for _ in range(5)]
+    memory, applied, cases = MemoryWindows(policy), set[str](), set[str]()
+    for event in random_events(random.Random(1), customers, 300, policy.retention.days):
+        dd = memory.fields(event.customer_id).get("dd", "")
+        kept = {dd[at + 8 : at + RECORD] for at in range(0, len(dd), RECORD)}
+        if memory.apply(event).outcome is UpdateOutcome.DUPLICATE:
+            if event.event_id not in applied:
+                cases.add("new, at or before the floor")
+            else:
+                cases.add("kept" if event_digest(event.event_id) in kept else "evicted")
+        applied.add(event.event_id)
+    assert cases == {"kept", "evicted", "new, at or before the floor"}

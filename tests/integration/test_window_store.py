@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,7 +12,9 @@ from redis.asyncio import Redis
 from rules.state import day_number
 from stream.events import EventBase
 from stream.windows import keys
-from stream.windows.store import Claim, ClaimOutcome, RedisWindowStore, UpdateOutcome, WindowPolicy
+from stream.windows.dedupe import RECORD
+from stream.windows.memory import MemoryWindows
+from stream.windows.store import Claim, ClaimOutcome, RedisWindowStore, UpdateOutcome, WindowPolicy, WindowUpdate
 from tests.events_factory import feedback, interaction, purchase, unique_customer
 
 NOW = datetime(2026, 6, 30, 12, tzinfo=UTC)
@@ -78,7 +82,9 @@ async def test_customer_keys_share_a_hash_tag_and_expire(store: RedisWindowStore
     state_key, seen_key = keys.customer_state(cid), keys.seen_event(cid, event.event_id)
     assert state_key.split("}")[0] == seen_key.split("}")[0] == f"cw:{{{cid}"
     assert 0 < await redis.ttl(state_key) <= POLICY.idle_ttl.total_seconds()
-    assert 0 < await redis.ttl(seen_key) <= POLICY.dedupe_ttl.total_seconds()
+    # The dedupe lives in the state hash (bounded): no marker key per event any more.
+    assert not await redis.exists(seen_key)
+    assert [k async for k in redis.scan_iter(match=f"cw:{{{cid}}}:*")] == [state_key.encode()]
 
 
 async def test_batch_is_one_pipeline_with_the_same_semantics(store: RedisWindowStore) -> None:
@@ -174,3 +180,101 @@ async def test_lifetime_purchase_days_count_distinct_days_and_outlive_the_horizo
     }
     assert moved_on.lifetime_purchase_days == 3
     assert moved_on.lifetime_purchases == 4
+
+
+SMALL = dataclasses.replace(POLICY, dedupe_ids=8)
+
+
+def _purchases(cid: str, count: int, start: datetime = NOW) -> list[EventBase]:
+    return [purchase(cid, start + timedelta(minutes=m)) for m in range(count)]
+
+
+@pytest.mark.parametrize("policy", [POLICY, SMALL], ids=["256 ids", "8 ids"])
+async def test_duplicates_within_and_beyond_the_bound_count_once(redis: Redis, policy: WindowPolicy) -> None:
+    """Redelivered in order (as after a crash) and in reverse, on Redis and in memory alike: whether
+    the id is still kept or was evicted (then it is at or before the floor), nothing counts twice."""
+    cid = unique_customer()
+    events = _purchases(cid, 20)
+    store, memory = RedisWindowStore(redis, policy), MemoryWindows(policy)
+    for fold in (store.apply_batch, _async(memory.apply_all)):
+        first = await fold(events)
+        again = await fold([*events, *reversed(events)])
+        assert {u.outcome for u in first} == {UpdateOutcome.OK}
+        assert {u.outcome for u in again} == {UpdateOutcome.DUPLICATE}
+        assert again[-1].state.lifetime_purchases == 20
+    assert await store.read(cid) == memory.read(cid)
+    assert (await redis.hget(keys.customer_state(cid), "dd") or b"").decode() == memory.fields(cid)["dd"]
+    assert len(memory.fields(cid)["dd"]) == 20 * min(20, policy.dedupe_ids)
+
+
+async def test_a_new_event_older_than_every_kept_id_is_taken_for_a_redelivery(redis: Redis) -> None:
+    """The one case the bound costs (documented in stream/windows/dedupe.py): a genuinely new event
+    at or before the floor cannot be told from an evicted one; an event after it counts."""
+    cid = unique_customer()
+    store, memory = RedisWindowStore(redis, SMALL), MemoryWindows(SMALL)
+    # Of 20 purchases a minute apart the last 8 (minutes 12-19) are kept: the floor is minute 11.
+    late_new = purchase(cid, NOW + timedelta(minutes=3, seconds=30))
+    after_floor = purchase(cid, NOW + timedelta(minutes=11, seconds=30))
+    for fold in (store.apply_batch, _async(memory.apply_all)):
+        await fold(_purchases(cid, 20))
+        updates = await fold([late_new, after_floor])
+        assert [u.outcome for u in updates] == [UpdateOutcome.DUPLICATE, UpdateOutcome.OK]
+        assert updates[-1].state.lifetime_purchases == 21
+    # Accepted, it was the oldest of 9 and evicted at once: it is the floor now.
+    floor = int((await redis.hget(keys.customer_state(cid), "df")) or 0)
+    assert floor == int(after_floor.occurred_at.timestamp()) == int(memory.fields(cid)["df"])
+
+
+async def test_dedupe_memory_is_bounded_per_customer(redis: Redis) -> None:
+    """MEMORY USAGE of the state hash (state and dedupe together) after 100, 300 and 1,000 events on
+    the same days: past the bound it no longer grows; no other key of the customer exists."""
+    sizes: dict[tuple[int, int], int] = {}
+    for ids in (64, 256):
+        policy = dataclasses.replace(POLICY, dedupe_ids=ids)
+        store, cid, done = RedisWindowStore(redis, policy), unique_customer(), 0
+        for total in (100, 300, 1000):
+            batch = [
+                interaction(cid, NOW + timedelta(days=n % 10, seconds=n))
+                if n % 2
+                else purchase(cid, NOW + timedelta(days=n % 10, seconds=n))
+                for n in range(done, total)
+            ]
+            await store.apply_batch(batch)
+            done = total
+            sizes[ids, total] = await redis.memory_usage(keys.customer_state(cid), samples=0) or 0
+        assert [k async for k in redis.scan_iter(match=f"cw:{{{cid}}}:*")] == [keys.customer_state(cid).encode()]
+    print(f"\nstate hash bytes (dedupe ids kept, events): {sizes}")
+    assert sizes[64, 1000] <= sizes[64, 100] * 1.05
+    assert sizes[256, 1000] <= sizes[256, 300] * 1.05
+    # From 100 ids to the 256 kept: at most the 156 records more, with the allocator's rounding.
+    assert sizes[256, 1000] - sizes[256, 100] <= 2 * 256 * RECORD
+
+
+async def test_an_event_applied_before_the_upgrade_still_counts_once(redis: Redis) -> None:
+    """Migration: a state written by the marker version (no ``dd``, one ``:seen:`` key per event).
+    A redelivery across the upgrade is a duplicate while its marker lives; new events start ``dd``."""
+    cid = unique_customer()
+    store = RedisWindowStore(redis, POLICY)
+    old = _purchases(cid, 3)
+    await store.apply_batch(old)
+    state_key = keys.customer_state(cid)
+    await redis.hdel(state_key, "dd", "df")  # as the marker version left it ...
+    for event in old:  # ... with its markers (SET NX EX <dedupe ttl>)
+        await redis.set(keys.seen_event(cid, event.event_id), "1", nx=True, ex=POLICY.dedupe_ttl)
+    new = purchase(cid, NOW + timedelta(hours=1))
+    updates = await store.apply_batch([*old, new, *old, new])
+    assert [u.outcome for u in updates] == [UpdateOutcome.DUPLICATE] * 3 + [UpdateOutcome.OK] + [
+        UpdateOutcome.DUPLICATE
+    ] * 4
+    assert updates[-1].state.lifetime_purchases == 4
+    assert len(await redis.hget(state_key, "dd") or b"") == 20  # only the new event's record
+    assert [await redis.ttl(keys.seen_event(cid, e.event_id)) > 0 for e in old] == [True] * 3  # left to expire
+
+
+def _async(
+    fold: Callable[[list[EventBase]], list[WindowUpdate]],
+) -> Callable[[list[EventBase]], Awaitable[list[WindowUpdate]]]:
+    async def run(events: list[EventBase]) -> list[WindowUpdate]:
+        return fold(events)
+
+    return run
