@@ -43,8 +43,16 @@ class InactivityCondition(Condition):
     min_purchases: int = Field(
         default=1, ge=1, description="Only customers with at least this many lifetime purchases are judged"
     )
+    max_purchases: int | None = Field(
+        default=None,
+        ge=1,
+        description="Only customers with at most this many lifetime purchases are judged (a rule for new "
+        "customers); cheaper than a scope, which computes every aggregate at each judgement",
+    )
 
-    evidence_fields: ClassVar[tuple[str, ...]] = ("last_activity_at", "days_silent", "silent_for_days")
+    evidence_fields: ClassVar[tuple[str, ...]] = (
+        "last_activity_at", "days_silent", "silent_for_days", "lifetime_purchases",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _kinds_only_for_interactions(self) -> InactivityCondition:
@@ -52,7 +60,17 @@ class InactivityCondition(Condition):
             raise ValueError("interaction_kinds applies only to activity: interaction")
         if self.silent_for <= timedelta(0):
             raise ValueError("silent_for must be positive")
+        if self.max_purchases is not None and self.max_purchases < self.min_purchases:
+            raise ValueError("max_purchases must be at least min_purchases")
         return self
+
+    def _judged(self, state: CustomerState) -> str | None:
+        """Why a customer is not judged (too few or too many lifetime purchases), or None."""
+        if state.lifetime_purchases < self.min_purchases:
+            return f"fewer than {self.min_purchases} lifetime purchases"
+        if self.max_purchases is not None and state.lifetime_purchases > self.max_purchases:
+            return f"more than {self.max_purchases} lifetime purchases"
+        return None
 
     def _last_activity(self, state: CustomerState) -> datetime | None:
         if self.activity == "purchase":
@@ -60,8 +78,8 @@ class InactivityCondition(Condition):
         return last_interaction(state, tuple(self.interaction_kinds))
 
     def check(self, ctx: EvaluationContext) -> Verdict:
-        if ctx.state.lifetime_purchases < self.min_purchases:
-            return Verdict.quiet(note=f"fewer than {self.min_purchases} lifetime purchases")
+        if (not_judged := self._judged(ctx.state)) is not None:
+            return Verdict.quiet(note=not_judged)
         last = self._last_activity(ctx.state)
         if last is None:
             return Verdict.quiet(note=f"no {self.activity} yet")
@@ -70,6 +88,7 @@ class InactivityCondition(Condition):
             "last_activity_at": last.isoformat(),
             "days_silent": round(silent, 2),
             "silent_for_days": round(self.silent_for / timedelta(days=1), 2),
+            "lifetime_purchases": ctx.state.lifetime_purchases,
         }
         if ctx.now - last < self.silent_for:
             return Verdict.quiet(evidence)
@@ -81,7 +100,7 @@ class InactivityCondition(Condition):
         return activity == "purchase" or not self.interaction_kinds or interaction_kind in self.interaction_kinds
 
     def next_check(self, ctx: EvaluationContext) -> datetime | None:
-        if ctx.state.lifetime_purchases < self.min_purchases:
+        if self._judged(ctx.state) is not None:
             return None
         last = self._last_activity(ctx.state)
         return None if last is None else last + self.silent_for

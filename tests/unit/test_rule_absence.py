@@ -85,6 +85,19 @@ def test_inactivity_next_check_and_episode() -> None:
     assert fired.fired and fired.episode == f"silent-since@{days_ago(30).isoformat()}"
 
 
+def test_inactivity_for_new_customers_judges_only_up_to_max_purchases() -> None:
+    new_customers = InactivityCondition(kind="inactivity", silent_for=timedelta(days=45), max_purchases=3)
+    three, four = customer([120.0, 100.0, 50.0]), customer([150.0, 120.0, 100.0, 50.0])
+    fired = check(new_customers, three)
+    assert fired.fired and fired.evidence["lifetime_purchases"] == 3
+    assert new_customers.next_check(EvaluationContext(three, NOW)) == days_ago(50) + timedelta(days=45)
+    quiet = check(new_customers, four)
+    assert not quiet.fired and quiet.note == "more than 3 lifetime purchases"
+    assert new_customers.next_check(EvaluationContext(four, NOW)) is None  # no due moment to wait for
+    with pytest.raises(ValidationError, match="max_purchases must be at least min_purchases"):
+        InactivityCondition(kind="inactivity", silent_for=timedelta(days=45), min_purchases=4, max_purchases=3)
+
+
 def test_inactivity_of_chosen_interaction_kinds_ignores_others() -> None:
     rule = InactivityCondition(
         kind="inactivity", activity="interaction", interaction_kinds=("login",), silent_for=timedelta(days=30)
