@@ -15,7 +15,6 @@ from backtest import models
 from backtest.report import BacktestReport, table_lines, verdict_lines
 from backtest.run import BacktestSpec, purchases_of, run_backtest
 from rules.base import Duration
-from rules.ruleset import RuleConfigError, load_rule_set
 from stream import replay as replaying
 from stream.input_options import InputOptions, input_options
 from stream.settings import Settings
@@ -67,14 +66,9 @@ def backtest(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--cutoff") from exc
     window = _duration(window_text)
-    path = rules_dir or settings.rules_dir
-    try:
-        rule_set = load_rule_set(path)
-    except RuleConfigError as exc:
-        click.echo(f"churnwatch backtest: invalid rule set in {path}:", err=True)
-        for problem in exc.problems:
-            click.echo(f"  {problem}", err=True)
-        sys.exit(2)
+    from stream.cli import _load_rules_or_exit  # the CLI's one way to report a bad rule set
+
+    rule_set = _load_rules_or_exit(rules_dir or settings.rules_dir)
     started = time.perf_counter()
     read = input_options.read(input_file, topics=settings.topics, policy=settings.decode_policy())
     for line in replaying.problem_lines(read, replaying.ReplayDeadLetters()):
