@@ -152,8 +152,10 @@ async def processor_in_process(
     store: RedisWindowStore,
     messages: Sequence[Message],
     policy: DecodePolicy,
+    batch_size: int = 1,
 ) -> InProcessResult:
-    """``EventProcessor.process`` per message, sequentially, with the worker's rules and settings.
+    """``EventProcessor.process_batch`` over ``batch_size`` messages at a time, with the worker's rules
+    and settings (1: one event at a time, as ``replay`` does; more: as the worker does in a backlog).
 
     No Kafka: alerts and dead letters are counted, and rule evaluation is never deferred
     (``progress=None``), since all inputs are "read" in one event-time-ordered sequence.
@@ -175,9 +177,10 @@ async def processor_in_process(
     )
     outcomes: Counter[str] = Counter()
     started = time.perf_counter()
-    for offset, (topic, key, value) in enumerate(messages):
-        outcome = await processor.process(SourceRecord(topic, 0, offset, key, value))
-        outcomes[outcome.value if outcome else "dead-lettered"] += 1
+    records = [SourceRecord(topic, 0, offset, key, value) for offset, (topic, key, value) in enumerate(messages)]
+    for at in range(0, len(records), batch_size):
+        for outcome in await processor.process_batch(records[at : at + batch_size]):
+            outcomes[outcome.value if outcome else "dead-lettered"] += 1
     seconds = time.perf_counter() - started
     return InProcessResult(seconds, outcomes, publisher.published, dead_letters.dead_lettered)
 
@@ -241,15 +244,17 @@ async def client_phases(
         phases.append(Phase(f"redis apply_batch({BATCH_SIZE}), pipelined", n, seconds, probe.since(mark)))
         notes.append(f"redis apply_batch outcomes: {format_counts(outcomes)}")
 
-        flush()
-        say("EventProcessor in-process (real Redis, no Kafka)")
-        mark = probe.snapshot()
-        result = await processor_in_process(settings, rule_set, redis, store, workload.messages, policy)
-        phases.append(Phase("EventProcessor in-process (Redis, no Kafka)", n, result.seconds, probe.since(mark)))
-        notes.append(
-            f"in-process outcomes: {format_counts(result.outcomes)}; alerts published {result.alerts}, "
-            f"dead-lettered {result.dead_lettered}"
-        )
+        for size in (1, settings.batch_max_events):
+            flush()
+            say(f"EventProcessor in-process, batches of {size} (real Redis, no Kafka)")
+            mark = probe.snapshot()
+            result = await processor_in_process(settings, rule_set, redis, store, workload.messages, policy, size)
+            name = f"EventProcessor in-process, batch {size}"
+            phases.append(Phase(name, n, result.seconds, probe.since(mark)))
+            notes.append(
+                f"in-process (batch {size}) outcomes: {format_counts(result.outcomes)}; alerts published "
+                f"{result.alerts}, dead-lettered {result.dead_lettered}"
+            )
         flush()
     finally:
         await redis.aclose()

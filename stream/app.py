@@ -23,6 +23,7 @@ from alerts.notifier import Notifier
 from alerts.slack import SlackNotifier
 from alerts.webhook import WebhookNotifier
 from rules.ruleset import RuleSet
+from stream.batching import batches
 from stream.connections import faust_broker_settings, redis_client
 from stream.contracts import SourceRecord
 from stream.delivery import AlertDelivery
@@ -58,6 +59,11 @@ class Worker:
     metrics: Metrics
     redis: Redis
     rules: Callable[[], RuleSet]
+
+
+def _record_of(event: faust.EventT[bytes]) -> SourceRecord:
+    message = event.message
+    return SourceRecord(message.topic, message.partition, message.offset, message.key, message.value)
 
 
 def build_notifiers(settings: Settings) -> list[Notifier]:
@@ -120,6 +126,7 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
         producer_max_request_size=settings.kafka_request_max_bytes,
         consumer_max_fetch_size=settings.kafka_request_max_bytes,
         broker_session_timeout=settings.kafka_session_timeout.total_seconds(),
+        broker_commit_interval=settings.kafka_commit_interval.total_seconds(),
         consumer_auto_offset_reset="earliest",
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replicas,
@@ -165,24 +172,21 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
     async def consume_events(stream: faust.StreamT[bytes]) -> None:
         # The guard holds the agent while Redis's state is unchecked or lost (stream/state_guard.py).
         await guard.admit()  # before the first event is taken
-        async for event in stream.events():
-            await guard.admit()  # one that arrived after a loss was noticed waits unacked: no commit past it
-            message = event.message
-            await processor.process(
-                SourceRecord(message.topic, message.partition, message.offset, message.key, message.value)
-            )
-            event.ack()  # what faust does when the next one is taken; done here so the wait below holds none
-            await guard.done_with_event()  # a worker stopped between events can shut down and rebalance
+        # noack: an event is acked below, once its batch is done, never by faust when the next is taken.
+        manual = stream.noack()  # type: ignore[attr-defined]  # StreamT does not declare noack()
+        async for batch in batches(manual.events(), settings.batch_max_events, before_take=guard.admit):
+            await guard.admit()  # a batch that arrived after a loss was noticed waits unacked: no commit past it
+            await processor.process_batch([_record_of(event) for event in batch])
+            for event in batch:
+                await manual.ack(event)
+            await guard.done_with_event()  # a worker stopped between batches can shut down and rebalance
 
     @app.agent(alerts_topic, concurrency=1, name="churnwatch.deliver_alerts")
     async def deliver_alerts(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            message = event.message
             # Returns once delivered or dead-lettered (Redis or Kafka down: it waits), so the event is
             # acknowledged only then.
-            await delivery.handle(
-                SourceRecord(message.topic, message.partition, message.offset, message.key, message.value)
-            )
+            await delivery.handle(_record_of(event))
 
     @app.page("/metrics")
     async def metrics_page(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:

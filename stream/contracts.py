@@ -25,7 +25,9 @@ class SourceRecord:
 
 
 class WindowStore(Protocol):
-    async def apply(self, event: EventBase) -> WindowUpdate: ...
+    async def apply_batch(self, events: Sequence[EventBase]) -> list[WindowUpdate]:
+        """Fold ``events`` in order, each once (a redelivery is a duplicate); at least the update of
+        each customer's last event carries their state."""
 
     async def read(self, customer_id: str) -> CustomerState: ...
 

@@ -13,6 +13,8 @@ the partition's next owner once the lease has run out.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from importlib.resources import files
 from typing import Any, Protocol
@@ -21,10 +23,13 @@ from redis.asyncio import Redis
 
 from stream.windows import keys
 
+DueMoments = Mapping[tuple[int, str], datetime | None]
+"""(partition, customer id) -> the customer's next due moment (None: nothing to wait for, leave the index)."""
+
 
 class DueIndex(Protocol):
-    async def schedule(self, partition: int, customer_id: str, at: datetime | None) -> None:
-        """The customer's next due moment (None: nothing to wait for, leave the index)."""
+    async def schedule_many(self, moments: DueMoments) -> None:
+        """Write the next due moment of each customer of ``moments`` (one round trip)."""
 
     async def claim_due(self, partition: int, now: datetime, limit: int) -> list[str]:
         """Customers of ``partition`` due at ``now``, leased to this caller."""
@@ -42,11 +47,24 @@ class RedisDueIndex:
         self._claim = redis.register_script((files("stream.windows") / "claim_due.lua").read_text())
 
     async def schedule(self, partition: int, customer_id: str, at: datetime | None) -> None:
-        key = keys.due_index(self._app_id, partition)
-        if at is None:
-            await self._redis.zrem(key, customer_id)
-        else:
-            await self._redis.zadd(key, {customer_id: _ms(at)})
+        await self.schedule_many({(partition, customer_id): at})
+
+    async def schedule_many(self, moments: DueMoments) -> None:
+        if not moments:
+            return
+        added: defaultdict[int, dict[str, int]] = defaultdict(dict)
+        removed: defaultdict[int, list[str]] = defaultdict(list)
+        for (partition, customer_id), at in moments.items():
+            if at is None:
+                removed[partition].append(customer_id)
+            else:
+                added[partition][customer_id] = _ms(at)
+        pipe = self._redis.pipeline(transaction=False)
+        for partition, scores in added.items():
+            pipe.zadd(keys.due_index(self._app_id, partition), scores)
+        for partition, customers in removed.items():
+            pipe.zrem(keys.due_index(self._app_id, partition), *customers)
+        await pipe.execute()
 
     async def claim_due(self, partition: int, now: datetime, limit: int) -> list[str]:
         claimed: list[Any] = await self._claim(

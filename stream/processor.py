@@ -1,4 +1,10 @@
-"""Processing one consumed event: validate, update the windows, evaluate rules, publish alerts.
+"""Processing consumed events, a batch at a time: validate, update the windows, judge, publish alerts.
+
+A batch's window updates go to the store in one call (one pipelined Redis round trip), and each
+customer of the batch is judged once, on their state after their last event of it; the due moments
+the batch's judgements set are written together at its end. The agent acks the batch's events only
+after :meth:`EventProcessor.process_batch` returned, so no offset is committed past unfinished work.
+A batch of one is the same path (``replay`` feeds one event at a time, in event-time order).
 
 Delivery guarantee (Kafka is at-least-once, faust can redeliver after a crash or rebalance):
 - a window update is idempotent (the customer's latest event ids are kept in their hash, with a
@@ -22,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import NamedTuple, TypeVar
@@ -132,23 +138,35 @@ class EventProcessor:
             max_wait_seconds=max_defer.total_seconds(),
         )
         self._lock = asyncio.Lock()
+        self._due_moments: dict[tuple[int, str], datetime | None] = {}
+        """Due moments set by the judgements since the last :meth:`_write_due_moments`."""
         self._judged_by: _RulesOf | None = None
         """The enabled rules of the last rule set seen, and what is derived from them (see :meth:`_enabled`)."""
         self._topic_children: dict[tuple[str, str], _TopicChildren] = {}
 
     async def process(self, record: SourceRecord) -> UpdateOutcome | None:
-        """Handle one record; return the window outcome, or None if it was dead-lettered.
+        """Handle one record: a batch of one (see :meth:`process_batch`)."""
+        return (await self.process_batch([record]))[0]
 
-        A message that breaks processing in an unexpected way is dead-lettered as
-        ``processing_error`` rather than crashing the agent and stalling its partition.
+    async def process_batch(self, records: Sequence[SourceRecord]) -> list[UpdateOutcome | None]:
+        """Handle ``records`` in order; return each one's window outcome, or None if it was dead-lettered.
+
+        A batch that breaks in an unexpected way is done again one record at a time (an event applied
+        twice counts once, an alert claimed twice is sent once), so that only the record that breaks
+        is dead-lettered, as ``processing_error``, rather than crashing the agent and stalling its
+        partition.
         """
         try:
-            async with self._lock:  # one event or sweep at a time: the sweep runs from a timer
-                return await self._process(record)
+            async with self._lock:  # one batch, sweep or scan at a time: those run from timers
+                return await self._process_batch(records)
         except Exception as exc:
+            if len(records) > 1:
+                log.exception("a batch of %d records failed; processing them one at a time", len(records))
+                return [outcome for record in records for outcome in await self.process_batch([record])]
+            record = records[0]
             log.exception("processing %s[%d]@%d failed", record.topic, record.partition, record.offset)
             await self._reject(record, "processing_error", f"{type(exc).__name__}: {exc}")
-            return None
+            return [None]
 
     async def _reject(self, record: SourceRecord, reason: str, detail: str) -> None:
         """Dead-letter ``record``; a broker that is down stalls here, so no offset passes a message
@@ -159,30 +177,48 @@ class EventProcessor:
         self._metrics.events_consumed.labels(topic=record.topic, outcome="invalid").inc()
         log.warning("dead-lettered %s[%d]@%d: %s: %s", record.topic, record.partition, record.offset, reason, detail)
 
-    async def _process(self, record: SourceRecord) -> UpdateOutcome | None:
+    async def _process_batch(self, records: Sequence[SourceRecord]) -> list[UpdateOutcome | None]:
         started = time.perf_counter()
-        decoded = decode_event(
-            self._kinds[record.topic], record.key, record.value, now=self._clock(), policy=self._policy
-        )
-        if self._progress is not None:
-            valid_time = None if isinstance(decoded, Rejection) else decoded.occurred_at
-            self._progress.observe(record.topic, record.partition, record.offset, valid_time)
-        if isinstance(decoded, Rejection):
-            await self._reject(record, decoded.reason.value, decoded.detail)
-            return None
-        update = await self._retrying("apply", lambda: self._store.apply(decoded))
-        children = self._children(record.topic, update.outcome.value)
-        children.consumed.inc()
-        if update.outcome is not UpdateOutcome.LATE and update.watermark is not None:
-            await self._resolve_returns(decoded, record.topic)
-            # A duplicate is evaluated again: if its alert was claimed but never confirmed
-            # published (a crash in between), this is where it gets published.
-            trigger = Trigger(decoded.customer_id, decoded.event_id, record.topic, record.partition)
-            await self._evaluate_or_queue(trigger, update, update.watermark)
-        await self._evaluate_due(record.partition)
-        children.processing.observe(time.perf_counter() - started)
-        children.age.observe(max(0.0, (self._clock() - decoded.occurred_at).total_seconds()))
-        return update.outcome
+        outcomes: list[UpdateOutcome | None] = [None] * len(records)
+        valid: list[tuple[int, EventBase]] = []
+        for n, record in enumerate(records):
+            decoded = decode_event(
+                self._kinds[record.topic], record.key, record.value, now=self._clock(), policy=self._policy
+            )
+            if self._progress is not None:
+                valid_time = None if isinstance(decoded, Rejection) else decoded.occurred_at
+                self._progress.observe(record.topic, record.partition, record.offset, valid_time)
+            if isinstance(decoded, Rejection):
+                await self._reject(record, decoded.reason.value, decoded.detail)
+            else:
+                valid.append((n, decoded))
+        events = [event for _, event in valid]
+        updates = await self._retrying("apply", partial(self._store.apply_batch, events)) if events else []
+
+        counted: dict[str, tuple[SourceRecord, EventBase, WindowUpdate]] = {}
+        """Each customer's last event of the batch that counted (not late); a duplicate counts here: if
+        its alert was claimed but never confirmed published (a crash in between), judging it publishes it."""
+        for (n, event), update in zip(valid, updates, strict=True):
+            record = records[n]
+            outcomes[n] = update.outcome
+            if update.outcome is not UpdateOutcome.LATE:
+                counted[event.customer_id] = (record, event, update)
+                await self._resolve_returns(event, record.topic)  # in arrival order: each return's own time
+        for customer_id, (record, event, update) in counted.items():
+            trigger = Trigger(customer_id, event.event_id, record.topic, record.partition)
+            await self._evaluate_or_queue(trigger, update)
+        for partition in sorted({record.partition for record in records}):
+            await self._evaluate_due(partition)
+        await self._write_due_moments()
+
+        elapsed = time.perf_counter() - started
+        now = self._clock()
+        for (n, event), update in zip(valid, updates, strict=True):
+            children = self._children(records[n].topic, update.outcome.value)
+            children.consumed.inc()
+            children.processing.observe(elapsed)
+            children.age.observe(max(0.0, (now - event.occurred_at).total_seconds()))
+        return outcomes
 
     def _children(self, topic: str, outcome: str) -> _TopicChildren:
         """The metric children an event of ``topic`` with ``outcome`` updates (``labels()`` looked up once)."""
@@ -207,14 +243,20 @@ class EventProcessor:
             judged_by = self._judged_by = _RulesOf(rule_set, enabled, counters, {})
         return judged_by
 
-    async def _evaluate_or_queue(self, trigger: Trigger, update: WindowUpdate, watermark: datetime) -> None:
+    async def _evaluate_or_queue(self, trigger: Trigger, update: WindowUpdate) -> None:
         if self._quarantine.holds(trigger.customer_id):
+            return
+        read: CustomerState | None = None
+        if not update.has_state:  # their last event of the batch was late: read what the others made of it
+            read = await self._retrying("read", partial(self._store.read, trigger.customer_id))
+        watermark = update.watermark if read is None else read.watermark
+        if watermark is None:
             return
         if self._queue.must_wait(trigger, watermark):
             await self._retrying("queue", partial(self._queue.add, trigger, watermark))
             return
         try:
-            await self._judge(trigger, watermark, update.state)
+            await self._judge(trigger, watermark, update.state if read is None else read)  # decoded only now
         except Exception as exc:  # this customer's failure: their event counted, the partition goes on
             await self._retrying("quarantine", partial(self._quarantine.failed, trigger.customer_id, "event", exc))
         else:
@@ -267,6 +309,7 @@ class EventProcessor:
                 await self._retrying("recover", self._queue.recover)
                 for partition in self._queue.partitions():
                     await self._evaluate_due(partition)
+                await self._write_due_moments()
         except Exception:
             self._metrics.evaluation_errors.labels(stage="sweep").inc()
             log.exception("sweep of waiting evaluations failed; trying again at the next one")
@@ -306,6 +349,7 @@ class EventProcessor:
                         await self._judge_due(partition, customer_id, now)
                         self._metrics.due_judged.inc()
                         judged += 1
+                    await self._write_due_moments()  # per partition: a lease outlives no scan of its partition
         except Exception:
             self._metrics.evaluation_errors.labels(stage="scan").inc()
             log.exception("scan of due customers failed; trying again at the next one")
@@ -313,12 +357,12 @@ class EventProcessor:
 
     async def _judge_due(self, partition: int, customer_id: str, now: datetime) -> None:
         if self._quarantine.holds(customer_id):
-            await self._retrying("due", partial(self._due.schedule, partition, customer_id, None))
+            self._due_moments[partition, customer_id] = None
             return
         try:
             state = await self._retrying("read", partial(self._store.read, customer_id))
             if state.watermark is None:  # forgotten (idle ttl): nothing left to judge
-                await self._retrying("due", partial(self._due.schedule, partition, customer_id, None))
+                self._due_moments[partition, customer_id] = None
                 return
             trigger = Trigger(customer_id, f"due@{int(now.timestamp() * 1000)}", DUE_TRIGGER, partition)
             await self._judge(trigger, now, state)
@@ -328,13 +372,22 @@ class EventProcessor:
             self._quarantine.succeeded(customer_id)
 
     async def _judge(self, trigger: Trigger, now: datetime, state: CustomerState) -> None:
-        """Alert on what fires at ``now``, then write when the customer must next be judged; both halves
-        in one context, so what the rules derive from the state is derived once."""
+        """Alert on what fires at ``now``, then note when the customer must next be judged (written
+        with the batch's or scan's others by :meth:`_write_due_moments`); both halves in one context,
+        so what the rules derive from the state is derived once."""
         ctx = EvaluationContext(state, now)
         await self._alert(trigger, ctx)
         on_rule_error = partial(self._rule_failed, trigger.customer_id)
         due = next_due_in(self._enabled().rules, ctx, on_rule_error=on_rule_error)
-        await self._retrying("due", partial(self._due.schedule, trigger.partition, trigger.customer_id, due))
+        self._due_moments[trigger.partition, trigger.customer_id] = due
+
+    async def _write_due_moments(self) -> None:
+        """One round trip for every due moment noted since the last call. Before a batch is acked or a
+        scan's lease runs out: a crash before it leaves the events unacked (redelivered, judged again)
+        or the lease to expire (judged again), so no customer is left without a due moment."""
+        moments, self._due_moments = self._due_moments, {}
+        if moments:
+            await self._retrying("due", partial(self._due.schedule_many, moments))
 
     def _rule_failed(self, customer_id: str, rule: RuleBase, error: Exception) -> None:
         """One rule raising for one customer: the other rules still judge them. The traceback is

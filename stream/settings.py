@@ -144,6 +144,12 @@ class Settings(BaseSettings):
         default=timedelta(seconds=30),
         description="A worker that stops heartbeating (crashed) loses its partitions to the others after this",
     )
+    kafka_commit_interval: Duration = Field(
+        default=timedelta(seconds=2.8),
+        gt=timedelta(0),
+        description="How often the offsets of finished events are committed (faust's broker_commit_interval): "
+        "what a crashed worker's successor reads again, as duplicates, is at most this much work",
+    )
     topic_partitions: int = Field(default=4, ge=1, description="Partitions for topics churnwatch creates")
     topic_replicas: int = Field(default=1, ge=1, description="Replication factor for topics churnwatch creates")
     shutdown_timeout: Duration = Field(
@@ -219,6 +225,13 @@ class Settings(BaseSettings):
     )
     evaluation_max_failures: int = Field(
         default=3, ge=1, description="Failed evaluations in a row after which a customer is quarantined"
+    )
+    batch_max_events: int = Field(
+        default=500,
+        ge=1,
+        le=100_000,
+        description="The most events processed as one batch: one Redis round trip for their windows, each "
+        "customer judged once, acked together once done (batches are what has arrived, never waited for)",
     )
     max_message_bytes: int = Field(default=64 * 1024, description="Larger messages are dead-lettered")
     kafka_message_max_bytes: int = Field(

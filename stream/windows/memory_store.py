@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from rules.state import CustomerState, from_epoch_ms
+from stream.due_index import DueMoments
 from stream.evaluation_queue import Trigger
 from stream.events import EventBase
 from stream.quarantine import QuarantineEntry
@@ -63,6 +64,9 @@ class MemoryStore:
     async def apply(self, event: EventBase) -> WindowUpdate:
         # The state decoded from the whole hash is the windows' state: the decoder skips the ledger.
         return self._windows.apply(event)
+
+    async def apply_batch(self, events: Sequence[EventBase]) -> list[WindowUpdate]:
+        return self._windows.apply_all(events)
 
     async def read(self, customer_id: str) -> CustomerState:
         return self._windows.read(customer_id)
@@ -142,12 +146,16 @@ class MemoryDueIndex:
         self._heaps: defaultdict[int, list[tuple[int, str]]] = defaultdict(list)
 
     async def schedule(self, partition: int, customer_id: str, at: datetime | None) -> None:
-        due = self._due[partition]
-        if at is None:
-            due.pop(customer_id, None)
-            return
-        due[customer_id] = _ms(at)
-        self._push(partition, due[customer_id], customer_id)
+        await self.schedule_many({(partition, customer_id): at})
+
+    async def schedule_many(self, moments: DueMoments) -> None:
+        for (partition, customer_id), at in moments.items():
+            due = self._due[partition]
+            if at is None:
+                due.pop(customer_id, None)
+            else:
+                due[customer_id] = _ms(at)
+                self._push(partition, due[customer_id], customer_id)
 
     async def claim_due(self, partition: int, now: datetime, limit: int) -> list[str]:
         """claim_due.lua: the customers due at ``now`` (at most ``limit``), each leased until now + lease."""

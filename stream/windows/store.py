@@ -1,7 +1,8 @@
 """The Redis window store: apply events atomically, read state, claim alerts.
 
 Each event costs one script call; :meth:`RedisWindowStore.apply_batch` sends a whole batch in one
-pipelined round trip. Scripts are atomic, so a crash between two events never leaves half an update.
+pipelined round trip, and only each customer's last event of it brings their state back. Scripts
+are atomic, so a crash between two events never leaves half an update.
 """
 
 from __future__ import annotations
@@ -35,13 +36,19 @@ class WindowUpdate:
     state; for a late event: empty). The state is decoded on first use: an evaluation that has to
     wait needs only the watermark, and decoding every day series is most of the client's work."""
 
-    def __init__(self, outcome: UpdateOutcome, customer_id: str, fields: Mapping[Any, Any]) -> None:
+    def __init__(
+        self, outcome: UpdateOutcome, customer_id: str, fields: Mapping[Any, Any], *, has_state: bool = True
+    ) -> None:
         self.outcome = outcome
         self._customer_id = customer_id
         self._fields = fields
+        self.has_state = has_state
+        """False for an update of a batch that was not its customer's last (see ``apply_batch``)."""
 
     @cached_property
     def state(self) -> CustomerState:
+        if not self.has_state:
+            raise LookupError(f"this update of {self._customer_id!r} was not their last of the batch: no state")
         return state_from_hash(self._customer_id, self._fields)
 
     @property
@@ -109,7 +116,7 @@ class RedisWindowStore:
         self._published = redis.register_script(_script("published.lua"))
         self._resolve = redis.register_script(_script("resolve.lua"))
 
-    def _update_args(self, event: EventBase) -> tuple[list[str], list[Any]]:
+    def _update_args(self, event: EventBase, *, with_state: bool) -> tuple[list[str], list[Any]]:
         p = self._policy
         args: list[Any] = [
             "",
@@ -119,6 +126,7 @@ class RedisWindowStore:
             int(p.idle_ttl.total_seconds()),
             event.segment or "",
             event_digest(event.event_id),
+            "1" if with_state else "0",
         ]
         if isinstance(event, PurchaseEvent):
             args[0] = "p"
@@ -134,25 +142,31 @@ class RedisWindowStore:
         return [keys.customer_state(event.customer_id), keys.seen_event(event.customer_id, event.event_id)], args
 
     @staticmethod
-    def _decode(event: EventBase, reply: list[Any]) -> WindowUpdate:
+    def _decode(event: EventBase, reply: list[Any], *, has_state: bool = True) -> WindowUpdate:
         status, flat = reply
         fields = dict(zip(flat[::2], flat[1::2], strict=True))
-        return WindowUpdate(UpdateOutcome(_str(status)), event.customer_id, fields)
+        return WindowUpdate(UpdateOutcome(_str(status)), event.customer_id, fields, has_state=has_state)
 
     async def apply(self, event: EventBase) -> WindowUpdate:
-        window_keys, args = self._update_args(event)
+        window_keys, args = self._update_args(event, with_state=True)
         return self._decode(event, await self._update(keys=window_keys, args=args))
 
     async def apply_batch(self, events: Sequence[EventBase]) -> list[WindowUpdate]:
-        """Apply events in order, in one pipelined round trip (not a transaction: each script is atomic)."""
+        """Apply events in order, in one pipelined round trip (not a transaction: each script is
+        atomic). Only the update of each customer's last event carries the state (decoding one state
+        per event was most of the reply's cost); the others carry their outcome alone."""
         if not events:
             return []
+        last_of = {event.customer_id: n for n, event in enumerate(events)}
         pipe = self._redis.pipeline(transaction=False)
-        for event in events:
-            window_keys, args = self._update_args(event)
+        for n, event in enumerate(events):
+            window_keys, args = self._update_args(event, with_state=last_of[event.customer_id] == n)
             await self._update(keys=window_keys, args=args, client=pipe)
         replies = await pipe.execute()
-        return [self._decode(e, r) for e, r in zip(events, replies, strict=True)]
+        return [
+            self._decode(e, r, has_state=last_of[e.customer_id] == n)
+            for n, (e, r) in enumerate(zip(events, replies, strict=True))
+        ]
 
     async def read(self, customer_id: str) -> CustomerState:
         return state_from_hash(customer_id, await self._redis.hgetall(keys.customer_state(customer_id)))

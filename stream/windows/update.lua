@@ -5,11 +5,12 @@
 -- ARGV[2] event time (epoch ms)   ARGV[3] retention horizon (days)
 -- ARGV[4] event ids kept per customer   ARGV[5] idle ttl (s)   ARGV[6] segment ('' if none)
 -- ARGV[7] the event id's digest (12 characters, stream/windows/dedupe.py)
--- purchase:    ARGV[8] amount in cents
--- interaction: ARGV[8] kind
--- feedback:    ARGV[8] kind, ARGV[9] score, ARGV[10] answers kept per kind
--- Returns {status, flat HGETALL of the state without the dedupe fields}; status is 'ok',
--- 'duplicate' or 'late'.
+-- ARGV[8] '1': reply with the state; '0': without it (a batch needs only each customer's last one)
+-- purchase:    ARGV[9] amount in cents
+-- interaction: ARGV[9] kind
+-- feedback:    ARGV[9] kind, ARGV[10] score, ARGV[11] answers kept per kind
+-- Returns {status, flat HGETALL of the state without the dedupe fields (empty if ARGV[8] is '0')};
+-- status is 'ok', 'duplicate' or 'late' (a late event's reply never has the state).
 --
 -- Day series are JSON objects keyed by UTC day number, one hash field per series
 -- ('p' = {day: [purchases, cents]}, 'i:<kind>' = {day: count}), so the field count stays small
@@ -57,6 +58,7 @@ local digest = ARGV[7]
 local sec = math.min(4294967295, math.max(0, math.floor(t / 1000)))
 
 local function window_fields()
+  if ARGV[8] ~= '1' then return {} end
   local flat, out = redis.call('HGETALL', state), {}
   for i = 1, #flat, 2 do
     if flat[i] ~= 'dd' and flat[i] ~= 'df' then
@@ -117,7 +119,7 @@ local oldest = math.floor(new_wm / day_ms) - horizon_days + 1
 
 -- 3. Bucket the event by its own day, so late and out-of-order events land where they belong.
 if stream == 'p' then
-  local cents = tonumber(ARGV[8])
+  local cents = tonumber(ARGV[9])
   local series = prune(load('p'), oldest)
   local bucket = series[day]
   if bucket then
@@ -134,18 +136,18 @@ if stream == 'p' then
   if fp == 0 or t < fp then redis.call('HSET', state, 'fp', ARGV[2]) end
   keep_max('lp', t)
 elseif stream == 'i' then
-  local field = 'i:' .. ARGV[8]
+  local field = 'i:' .. ARGV[9]
   local series = prune(load(field), oldest)
   series[day] = (series[day] or 0) + 1
   save(field, series)
   keep_max('li', t)
 elseif stream == 'f' then
-  local field = 'f:' .. ARGV[8]
-  local keep = tonumber(ARGV[10])
+  local field = 'f:' .. ARGV[9]
+  local keep = tonumber(ARGV[11])
   local answers = load(field)
   local pos = #answers + 1
   while pos > 1 and answers[pos - 1][1] > t do pos = pos - 1 end
-  table.insert(answers, pos, {t, tonumber(ARGV[9])})
+  table.insert(answers, pos, {t, tonumber(ARGV[10])})
   while #answers > keep do table.remove(answers, 1) end
   redis.call('HSET', state, field, cjson.encode(answers))
 end

@@ -17,6 +17,7 @@ import pytest
 from redis import Redis as SyncRedis
 
 from alerts.model import Alert
+from rules.state import CustomerState
 from stream.events import EventBase
 from stream.localstack import StackInfo, running_stack
 from stream.localstack.worker import running_worker
@@ -112,6 +113,51 @@ async def test_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
     assert {a.customer_id for a in drops} == fading  # every fading customer, and only them
     ids_per_customer = {cid: {a.alert_id for a in drops if a.customer_id == cid} for cid in fading}
     assert all(len(ids) == 1 for ids in ids_per_customer.values()), ids_per_customer  # no second alert
+
+
+async def test_a_worker_killed_in_the_middle_of_a_batch_loses_and_double_counts_nothing(
+    local_stack: StackInfo, tmp_path: Path
+) -> None:
+    """Batches of up to 500 events, one pipelined window update each, acked only once done: a kill -9
+    while the worker is busy leaves work applied in Redis beyond the committed offsets (the successor
+    sees it again, as duplicates), and yet every purchase and every login counts exactly once."""
+    events, purchases, _ = traffic(customers=150, fading_every=10)
+    # Offsets committed every 50 ms: a commit past unfinished work would show in the counts.
+    env = {"CHURNWATCH_KAFKA_SESSION_TIMEOUT": "8", "CHURNWATCH_KAFKA_COMMIT_INTERVAL": "0.05"}
+    with deploy(local_stack, tmp_path, env) as deployment:
+        await _kill_mid_batch_then_finish(deployment, events, purchases, tmp_path)
+
+
+async def _kill_mid_batch_then_finish(
+    deployment: Deployment, events: list[EventBase], purchases: dict[str, int], tmp_path: Path
+) -> None:
+    topics = deployment.topics
+    await produce_events(deployment.stack.kafka_bootstrap, topics, events)
+    wait_for(lambda: deployment.processed(topics.interactions) > 2000, "the first worker to be busy")
+    os.kill(deployment.worker.process.pid, signal.SIGKILL)  # our own child, in the middle of its backlog
+    deployment.worker.process.wait()
+    redis = SyncRedis.from_url(deployment.stack.redis_url)
+
+    def states() -> list[CustomerState]:
+        return [state_from_hash(c, redis.hgetall(keys.customer_state(c))) for c in purchases]
+
+    assert not all(s.watermark is not None and s.watermark >= NOW for s in states())  # killed mid-backlog
+
+    with running_worker(deployment.stack, env=deployment.env, output=tmp_path / "second.log") as second:
+        wait_for(lambda: all(s.watermark is not None and s.watermark >= NOW for s in states()), "the rest", 180)
+        time.sleep(1)
+        duplicates = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in second.get("/metrics").splitlines()
+            if line.startswith("churnwatch_events_consumed_total") and 'outcome="duplicate"' in line
+        )
+    for state in states():
+        assert state.lifetime_purchases == purchases[state.customer_id], state.customer_id
+        logins = sum(sum(days.values()) for days in state.interactions_by_kind.values())
+        assert logins == 120, state.customer_id  # a login a day for 120 days, each once
+    redis.close()
+    # The kill came while applied work was not yet committed: the successor read it again.
+    assert duplicates > 0
 
 
 async def test_redis_unresponsive_stalls_processing_then_resumes_without_loss(tmp_path: Path) -> None:
