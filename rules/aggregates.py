@@ -11,9 +11,10 @@ and count whole UTC days, as the built-in kinds do (``purchases_30d`` is what
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 from rules.state import CustomerState, FeedbackAnswer, days_between
 from rules.windows import count_in_last
@@ -94,37 +95,122 @@ def _answer_values(answers: tuple[FeedbackAnswer, ...], now: datetime) -> tuple[
     return float(last.score), previous, sum(a.score for a in recent) / len(recent), days_between(last.answered_at, now)
 
 
+class Aggregates(Mapping[str, AggregateValue]):
+    """The named aggregates of ``state`` as of ``now``, each computed the first time it is read.
+
+    A judgement reads few of them (a scope's names, a message's variables, the customer context of
+    an alert), and computing all sixty for every judgement was most of an alert's cost; iterating
+    computes them all (``rules explain``, the docs)."""
+
+    def __init__(self, state: CustomerState, now: datetime) -> None:
+        self.state = state
+        self.now = now
+        self._values: dict[str, AggregateValue] = {}
+        self._answers: dict[str, tuple[float, float, float, float]] = {}
+
+    def __getitem__(self, name: str) -> AggregateValue:
+        try:
+            return self._values[name]
+        except KeyError:
+            value = self._values[name] = _COMPUTE[name](self)  # KeyError for a name not in the catalog
+            return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(CATALOG_BY_NAME)
+
+    def __len__(self) -> int:
+        return len(CATALOG_BY_NAME)
+
+    @cached_property
+    def all_interactions(self) -> Mapping[int, int]:
+        return self.state.interactions_of(self.state.interactions_by_kind)
+
+    def answers(self, survey: str) -> tuple[float, float, float, float]:
+        """Last, previous, mean of the last few, days since the last: computed once per survey."""
+        got = self._answers.get(survey)
+        if got is None:
+            got = self._answers[survey] = _answer_values(self.state.answers(survey), self.now)
+        return got
+
+
+Compute = Callable[[Aggregates], AggregateValue]
+
+
+def _in_last(series: Callable[[Aggregates], Mapping[int, float]], days: int, digits: int | None = None) -> Compute:
+    def value(a: Aggregates) -> float:
+        total = count_in_last(series(a), a.now, days)
+        return total if digits is None else round(total, digits)
+
+    return value
+
+
+def _window_aggregates() -> dict[str, Compute]:
+    table: dict[str, Compute] = {}
+    for d in WINDOW_DAYS:
+        table[f"purchases_{d}d"] = _in_last(lambda a: a.state.purchase_counts, d)
+        table[f"spend_{d}d"] = _in_last(lambda a: a.state.purchase_spend, d, digits=2)
+        table[f"interactions_{d}d"] = _in_last(lambda a: a.all_interactions, d)
+    for kind in INTERACTION_KINDS:
+        counts = _kind_counts(kind)
+        for d in KIND_WINDOW_DAYS:
+            table[f"{kind}_{d}d"] = _in_last(counts, d)
+    for d in (30, 90):
+        table[f"avg_order_value_{d}d"] = _average_order(d)
+    return table
+
+
+def _kind_counts(kind: str) -> Callable[[Aggregates], Mapping[int, float]]:
+    return lambda a: a.state.interaction_counts(kind)
+
+
+def _average_order(days: int) -> Compute:
+    def value(a: Aggregates) -> float:
+        purchases = float(a[f"purchases_{days}d"])
+        return round(float(a[f"spend_{days}d"]) / purchases, 2) if purchases else NAN
+
+    return value
+
+
+def _avg_days_between(state: CustomerState) -> float:
+    first, last, count = state.first_purchase_at, state.last_purchase_at, state.lifetime_purchases
+    return days_between(first, last) / (count - 1) if first and last and count > 1 else NAN
+
+
+def _answer(survey: str, n: int) -> Compute:
+    return lambda a: a.answers(survey)[n]
+
+
+def _answered(survey: str) -> Compute:
+    return lambda a: not math.isnan(a.answers(survey)[0])
+
+
+def _survey_aggregates() -> dict[str, Compute]:
+    table: dict[str, Compute] = {}
+    for survey in SURVEYS:
+        table[f"{survey}_last"] = _answer(survey, 0)
+        table[f"{survey}_previous"] = _answer(survey, 1)
+        table[f"{survey}_mean_{MEAN_OF_LAST}"] = _answer(survey, 2)
+        table[f"{survey}_days_since"] = _answer(survey, 3)
+        table[f"has_{survey}"] = _answered(survey)
+    return table
+
+
+_COMPUTE: dict[str, Compute] = {
+    **_window_aggregates(),
+    "lifetime_purchases": lambda a: float(a.state.lifetime_purchases),
+    "lifetime_spend": lambda a: float(a.state.lifetime_spend),
+    "days_since_last_purchase": lambda a: _days_since(a.state.last_purchase_at, a.now),
+    "days_since_first_purchase": lambda a: _days_since(a.state.first_purchase_at, a.now),
+    "days_since_last_interaction": lambda a: _days_since(a.state.last_interaction_at, a.now),
+    "avg_days_between_purchases": lambda a: _avg_days_between(a.state),
+    "has_purchases": lambda a: a.state.lifetime_purchases > 0,
+    "segment": lambda a: a.state.segment or "",
+    **_survey_aggregates(),
+}
+if set(_COMPUTE) != set(CATALOG_BY_NAME):  # pragma: no cover - caught by any import in the tests
+    raise RuntimeError(f"aggregates without a definition or a catalog entry: {set(_COMPUTE) ^ set(CATALOG_BY_NAME)}")
+
+
 def compute(state: CustomerState, now: datetime) -> dict[str, AggregateValue]:
     """Every aggregate in :data:`CATALOG`, for ``state`` as of ``now``."""
-    values: dict[str, AggregateValue] = {}
-    all_interactions = state.interactions_of(state.interactions_by_kind)
-    for d in WINDOW_DAYS:
-        values[f"purchases_{d}d"] = count_in_last(state.purchase_counts, now, d)
-        values[f"spend_{d}d"] = round(count_in_last(state.purchase_spend, now, d), 2)
-        values[f"interactions_{d}d"] = count_in_last(all_interactions, now, d)
-    for kind in INTERACTION_KINDS:
-        buckets = state.interaction_counts(kind)
-        for d in KIND_WINDOW_DAYS:
-            values[f"{kind}_{d}d"] = count_in_last(buckets, now, d)
-    for d in (30, 90):
-        purchases = float(values[f"purchases_{d}d"])
-        values[f"avg_order_value_{d}d"] = round(float(values[f"spend_{d}d"]) / purchases, 2) if purchases else NAN
-    values["lifetime_purchases"] = float(state.lifetime_purchases)
-    values["lifetime_spend"] = float(state.lifetime_spend)
-    values["days_since_last_purchase"] = _days_since(state.last_purchase_at, now)
-    values["days_since_first_purchase"] = _days_since(state.first_purchase_at, now)
-    values["days_since_last_interaction"] = _days_since(state.last_interaction_at, now)
-    first, last, count = state.first_purchase_at, state.last_purchase_at, state.lifetime_purchases
-    values["avg_days_between_purchases"] = (
-        days_between(first, last) / (count - 1) if first and last and count > 1 else NAN
-    )
-    values["has_purchases"] = state.lifetime_purchases > 0
-    values["segment"] = state.segment or ""
-    for survey in SURVEYS:
-        last_score, previous, mean, since = _answer_values(state.answers(survey), now)
-        values[f"{survey}_last"] = last_score
-        values[f"{survey}_previous"] = previous
-        values[f"{survey}_mean_{MEAN_OF_LAST}"] = mean
-        values[f"{survey}_days_since"] = since
-        values[f"has_{survey}"] = not math.isnan(last_score)
-    return values
+    return dict(Aggregates(state, now))

@@ -36,7 +36,8 @@ class CompiledCondition:
     """Aggregates the expression reads (its evidence)."""
 
     def evaluate(self, aggregates: Mapping[str, AggregateValue]) -> bool:
-        return bool(self.program.eval(data=aggregates).value())
+        """Only the aggregates it reads are looked up (a lazy mapping computes nothing else)."""
+        return bool(self.program.eval(data={name: aggregates[name] for name in self.names}).value())
 
 
 def _hint(message: str) -> str:

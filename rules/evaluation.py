@@ -7,11 +7,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 
+from rules.aggregates import CATALOG_BY_NAME
 from rules.base import Finding, RuleBase, Verdict
 from rules.cel import compile_condition, evidence_value
 from rules.context import EvaluationContext
 from rules.state import CustomerState
-from rules.templates import render
+from rules.templates import render, variables_of
 
 CUSTOMER_CONTEXT = ("lifetime_spend", "lifetime_purchases", "segment", "days_since_last_purchase")
 """Aggregates every alert carries about its customer, so people can rank and route it."""
@@ -43,7 +44,10 @@ def explain_rule(rule: RuleBase, ctx: EvaluationContext) -> Explanation:
 
 
 def _finding(rule: RuleBase, ctx: EvaluationContext, verdict: Verdict) -> Finding:
-    variables = {name: evidence_value(value) for name, value in ctx.aggregates.items()}
+    aggregates = ctx.aggregates
+    variables = {
+        name: evidence_value(aggregates[name]) for name in variables_of(rule.message) if name in CATALOG_BY_NAME
+    }
     variables.update(verdict.evidence)
     variables.update(customer_id=ctx.state.customer_id, rule_id=rule.id, severity=str(rule.severity))
     return Finding(

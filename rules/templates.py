@@ -38,5 +38,11 @@ def _compiled(source: str) -> jinja2.Template:
     return _env.from_string(source)
 
 
+@lru_cache(maxsize=512)
+def variables_of(source: str) -> frozenset[str]:
+    """The variables a (checked) template reads: an alert computes only those aggregates."""
+    return frozenset(meta.find_undeclared_variables(_env.parse(source)))
+
+
 def render(source: str, variables: Mapping[str, Any]) -> str:
     return _compiled(source).render(**variables)
