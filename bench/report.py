@@ -86,17 +86,22 @@ def worker_lines(run: WorkerRun, inputs: Collection[str]) -> list[str]:
     count = total(s, f"{name}_count", inputs)
     inside = total(s, f"{name}_sum", inputs)
     mean = inside / count if count else None
+    batches = total(s, "churnwatch_batch_processing_seconds_count")
+    in_batches = total(s, "churnwatch_batch_processing_seconds_sum")
+    batch_events = total(s, "churnwatch_batch_events_sum")
     return [
         f"worker startup (spawn -> /healthz 200): {run.startup_seconds:.1f}s, excluded from both worker rows; "
         f"healthy -> first event finished: {run.ready_to_first:.1f}s (group join + assignment, in 'from healthy')",
-        f"time inside EventProcessor.process (histogram sum): {inside:.2f}s = "
-        f"{100 * inside / run.from_first:.0f}% of the worker's wall time from its 1st event; the rest is "
-        f"faust/aiokafka (fetch, dispatch, commits) and waiting for CPU; bench CPU while polling /metrics: "
-        f"{run.bench_cpu:.2f}s",
+        f"time inside EventProcessor.process_batch (histogram sum): {in_batches:.2f}s = "
+        f"{100 * in_batches / run.from_first:.0f}% of the worker's wall time from its 1st event, over "
+        f"{batches:,.0f} batches of {batch_events / batches if batches else math.nan:,.1f} events on average; "
+        f"the rest is faust/aiokafka (fetch, dispatch, commits) and waiting for CPU; bench CPU while polling "
+        f"/metrics: {run.bench_cpu:.2f}s",
         f"worker CPU from its 1st event: main (event loop) thread {run.main_thread_cpu:.2f}s = "
         f"{100 * run.main_thread_cpu / run.from_first:.0f}% of one core, other threads (faust's consumer thread, "
         f"the rules file watcher, ...) {run.cpu_from_first['client'] - run.main_thread_cpu:.2f}s",
-        f"worker processing latency per event (read -> windows, rules, alerts done; excludes faust queueing): "
+        f"worker processing latency per event (its batch's start -> windows, rules, alerts done; excludes "
+        f"faust queueing): "
         f"p50 ~{_ms(histogram_quantile(s, name, inputs, 0.5))}, p99 ~{_ms(histogram_quantile(s, name, inputs, 0.99))}"
         f" (bucket-interpolated), mean {_ms(mean)}",
         f"worker outcomes: {format_counts(by_label(s, 'churnwatch_events_consumed_total', 'outcome', inputs))}; "

@@ -26,8 +26,8 @@ class SourceRecord:
 
 class WindowStore(Protocol):
     async def apply_batch(self, events: Sequence[EventBase]) -> list[WindowUpdate]:
-        """Fold ``events`` in order, each once (a redelivery is a duplicate); at least the update of
-        each customer's last event carries their state."""
+        """Fold each customer's ``events`` in order, each event once (a redelivery is a duplicate); at
+        least the update of each customer's last event that was not late carries their state."""
 
     async def read(self, customer_id: str) -> CustomerState: ...
 

@@ -23,9 +23,21 @@ class Metrics:
         )
         self.event_processing = Histogram(
             "churnwatch_event_processing_seconds",
-            "Time from reading an event to finishing its window update, rules and alerts.",
+            "Time from the start of an event's batch to finishing it (window update, rules and alerts).",
             ["topic"],
             buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.batch_processing = Histogram(
+            "churnwatch_batch_processing_seconds",
+            "Time to process one batch of consumed events, from decoding to its due moments written.",
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.batch_events = Histogram(
+            "churnwatch_batch_events",
+            "Events per processed batch (what had arrived, up to CHURNWATCH_BATCH_MAX_EVENTS).",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
             registry=registry,
         )
         self.event_age = Histogram(

@@ -196,8 +196,9 @@ class EventProcessor:
         updates = await self._retrying("apply", partial(self._store.apply_batch, events)) if events else []
 
         counted: dict[str, tuple[SourceRecord, EventBase, WindowUpdate]] = {}
-        """Each customer's last event of the batch that counted (not late); a duplicate counts here: if
-        its alert was claimed but never confirmed published (a crash in between), judging it publishes it."""
+        """Each customer's last event of the batch that counted (not late: its update carries the state);
+        a duplicate counts here: if its alert was claimed but never confirmed published (a crash in
+        between), judging it publishes it."""
         for (n, event), update in zip(valid, updates, strict=True):
             record = records[n]
             outcomes[n] = update.outcome
@@ -212,6 +213,8 @@ class EventProcessor:
         await self._write_due_moments()
 
         elapsed = time.perf_counter() - started
+        self._metrics.batch_processing.observe(elapsed)
+        self._metrics.batch_events.observe(len(records))
         now = self._clock()
         for (n, event), update in zip(valid, updates, strict=True):
             children = self._children(records[n].topic, update.outcome.value)
@@ -246,17 +249,14 @@ class EventProcessor:
     async def _evaluate_or_queue(self, trigger: Trigger, update: WindowUpdate) -> None:
         if self._quarantine.holds(trigger.customer_id):
             return
-        read: CustomerState | None = None
-        if not update.has_state:  # their last event of the batch was late: read what the others made of it
-            read = await self._retrying("read", partial(self._store.read, trigger.customer_id))
-        watermark = update.watermark if read is None else read.watermark
+        watermark = update.watermark
         if watermark is None:
             return
         if self._queue.must_wait(trigger, watermark):
             await self._retrying("queue", partial(self._queue.add, trigger, watermark))
             return
         try:
-            await self._judge(trigger, watermark, update.state if read is None else read)  # decoded only now
+            await self._judge(trigger, watermark, update.state)  # decoded only now
         except Exception as exc:  # this customer's failure: their event counted, the partition goes on
             await self._retrying("quarantine", partial(self._quarantine.failed, trigger.customer_id, "event", exc))
         else:

@@ -1,8 +1,8 @@
 """The Redis window store: apply events atomically, read state, claim alerts.
 
-Each event costs one script call; :meth:`RedisWindowStore.apply_batch` sends a whole batch in one
-pipelined round trip, and only each customer's last event of it brings their state back. Scripts
-are atomic, so a crash between two events never leaves half an update.
+:meth:`RedisWindowStore.apply_batch` sends a whole batch in one pipelined round trip: one script
+call per customer, which applies their events of the batch in order and brings their state back
+once. Scripts are atomic, so a crash never leaves half of a customer's update.
 """
 
 from __future__ import annotations
@@ -116,57 +116,67 @@ class RedisWindowStore:
         self._published = redis.register_script(_script("published.lua"))
         self._resolve = redis.register_script(_script("resolve.lua"))
 
-    def _update_args(self, event: EventBase, *, with_state: bool) -> tuple[list[str], list[Any]]:
+    def _run_call(self, run: Sequence[EventBase]) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of ``update.lua`` for a run of one customer's events."""
         p = self._policy
+        customer_id = run[0].customer_id
+        run_keys = [keys.customer_state(customer_id), *(keys.seen_event(customer_id, e.event_id) for e in run)]
         args: list[Any] = [
-            "",
-            int(event.occurred_at.timestamp() * 1000),
             max(1, p.retention.days),
             p.dedupe_ids,
             int(p.idle_ttl.total_seconds()),
-            event.segment or "",
-            event_digest(event.event_id),
-            "1" if with_state else "0",
+            p.feedback_history,
         ]
-        if isinstance(event, PurchaseEvent):
-            args[0] = "p"
-            args.append(to_cents(event.amount))
-        elif isinstance(event, InteractionEvent):
-            args[0] = "i"
-            args.append(event.counted_kind)
-        elif isinstance(event, FeedbackEvent):
-            args[0] = "f"
-            args += [event.kind, event.score, p.feedback_history]
-        else:  # pragma: no cover - the event union is closed
-            raise TypeError(f"unknown event type {type(event).__name__}")
-        return [keys.customer_state(event.customer_id), keys.seen_event(event.customer_id, event.event_id)], args
+        for event in run:
+            head = [int(event.occurred_at.timestamp() * 1000), event.segment or "", event_digest(event.event_id)]
+            if isinstance(event, PurchaseEvent):
+                args += ["p", *head, to_cents(event.amount), "", ""]
+            elif isinstance(event, InteractionEvent):
+                args += ["i", *head, event.counted_kind, "", ""]
+            elif isinstance(event, FeedbackEvent):
+                args += ["f", *head, event.kind, event.score, ""]
+            else:  # pragma: no cover - the event union is closed
+                raise TypeError(f"unknown event type {type(event).__name__}")
+        return run_keys, args
 
     @staticmethod
-    def _decode(event: EventBase, reply: list[Any], *, has_state: bool = True) -> WindowUpdate:
-        status, flat = reply
+    def _updates_of(run: Sequence[EventBase], reply: list[Any]) -> list[WindowUpdate]:
+        """One update per event of the run; the state (after the run) goes with its last event that
+        was not late, the one the processor judges the customer on."""
+        raw_statuses, flat = reply
+        statuses = [UpdateOutcome(_str(status)) for status in raw_statuses]
         fields = dict(zip(flat[::2], flat[1::2], strict=True))
-        return WindowUpdate(UpdateOutcome(_str(status)), event.customer_id, fields, has_state=has_state)
+        counted = [n for n, status in enumerate(statuses) if status is not UpdateOutcome.LATE]
+        last = counted[-1] if counted else None
+        customer_id = run[0].customer_id
+        return [
+            WindowUpdate(status, customer_id, fields if n == last else {}, has_state=n == last or last is None)
+            for n, status in enumerate(statuses)
+        ]
 
     async def apply(self, event: EventBase) -> WindowUpdate:
-        window_keys, args = self._update_args(event, with_state=True)
-        return self._decode(event, await self._update(keys=window_keys, args=args))
+        run_keys, args = self._run_call([event])
+        return self._updates_of([event], await self._update(keys=run_keys, args=args))[0]
 
     async def apply_batch(self, events: Sequence[EventBase]) -> list[WindowUpdate]:
-        """Apply events in order, in one pipelined round trip (not a transaction: each script is
-        atomic). Only the update of each customer's last event carries the state (decoding one state
-        per event was most of the reply's cost); the others carry their outcome alone."""
+        """Apply events, each customer's in order, in one pipelined round trip (not a transaction:
+        each customer's run is one atomic script call). Only the update of each customer's last event
+        that was not late carries the state (decoding one state per event was most of the reply's
+        cost); the others carry their outcome alone."""
         if not events:
             return []
-        last_of = {event.customer_id: n for n, event in enumerate(events)}
-        pipe = self._redis.pipeline(transaction=False)
+        runs: dict[str, list[int]] = {}
         for n, event in enumerate(events):
-            window_keys, args = self._update_args(event, with_state=last_of[event.customer_id] == n)
-            await self._update(keys=window_keys, args=args, client=pipe)
+            runs.setdefault(event.customer_id, []).append(n)
+        pipe = self._redis.pipeline(transaction=False)
+        for positions in runs.values():
+            run_keys, args = self._run_call([events[n] for n in positions])
+            await self._update(keys=run_keys, args=args, client=pipe)
         replies = await pipe.execute()
-        return [
-            self._decode(e, r, has_state=last_of[e.customer_id] == n)
-            for n, (e, r) in enumerate(zip(events, replies, strict=True))
-        ]
+        updates: dict[int, WindowUpdate] = {}
+        for positions, reply in zip(runs.values(), replies, strict=True):
+            updates.update(zip(positions, self._updates_of([events[n] for n in positions], reply), strict=True))
+        return [updates[n] for n in range(len(events))]
 
     async def read(self, customer_id: str) -> CustomerState:
         return state_from_hash(customer_id, await self._redis.hgetall(keys.customer_state(customer_id)))

@@ -1,43 +1,60 @@
--- Apply one event to one customer's windows, atomically, in one round trip.
+-- Apply a run of one customer's events to their windows, in order, atomically, in one call.
 -- KEYS[1] customer state hash
--- KEYS[2] the event's seen marker of the versions before the bounded dedupe (only read; same hash tag)
--- ARGV[1] stream: 'p' purchase | 'i' interaction | 'f' feedback
--- ARGV[2] event time (epoch ms)   ARGV[3] retention horizon (days)
--- ARGV[4] event ids kept per customer   ARGV[5] idle ttl (s)   ARGV[6] segment ('' if none)
--- ARGV[7] the event id's digest (12 characters, stream/windows/dedupe.py)
--- ARGV[8] '1': reply with the state; '0': without it (a batch needs only each customer's last one)
--- purchase:    ARGV[9] amount in cents
--- interaction: ARGV[9] kind
--- feedback:    ARGV[9] kind, ARGV[10] score, ARGV[11] answers kept per kind
--- Returns {status, flat HGETALL of the state without the dedupe fields (empty if ARGV[8] is '0')};
--- status is 'ok', 'duplicate' or 'late' (a late event's reply never has the state).
+-- KEYS[1 + n] the n-th event's seen marker of the versions before the bounded dedupe (only read; same hash tag)
+-- ARGV[1] retention horizon (days)   ARGV[2] event ids kept per customer   ARGV[3] idle ttl (s)
+-- ARGV[4] feedback answers kept per kind
+-- then 7 arguments per event (the n-th starts at ARGV[5 + 7 * (n - 1)]):
+--   stream ('p' purchase | 'i' interaction | 'f' feedback), event time (epoch ms), segment ('' if none),
+--   the event id's digest (12 characters, stream/windows/dedupe.py), then
+--   purchase: amount in cents, '', ''   interaction: kind, '', ''   feedback: kind, score, ''
+-- Returns {statuses, flat HGETALL of the state without the dedupe fields}: one status per event,
+-- 'ok', 'duplicate' or 'late'; the state only if at least one event was not late (a late event
+-- changes nothing).
+--
+-- One call per run, not per event: the day series are decoded once, changed in Lua tables, and
+-- encoded once at the end (cjson was most of the script's cost); the result is the same as applying
+-- the events one call at a time, as stream/windows/memory.py does.
 --
 -- Day series are JSON objects keyed by UTC day number, one hash field per series
 -- ('p' = {day: [purchases, cents]}, 'i:<kind>' = {day: count}), so the field count stays small
 -- however many days are kept, and memory is bounded by the horizon, not by the event count.
 --
--- Dedupe (the reasoning and the guarantee: stream/windows/dedupe.py): 'dd' holds the ARGV[4] ids
+-- Dedupe (the reasoning and the guarantee: stream/windows/dedupe.py): 'dd' holds the ARGV[2] ids
 -- with the latest event times, 20-byte records sorted by event second ('%08x' second .. digest);
 -- 'df' the latest second ever evicted from it. An id in 'dd' is a duplicate; so is an event at or
 -- before 'df' (it cannot be told apart from an evicted one); any other event is new.
 local state = KEYS[1]
-local stream = ARGV[1]
-local t = tonumber(ARGV[2])
-local horizon_days = tonumber(ARGV[3])
+local horizon_days = tonumber(ARGV[1])
+local ids_kept = tonumber(ARGV[2])
+local feedback_kept = tonumber(ARGV[4])
 local day_ms = 86400000
-local day = tostring(math.floor(t / day_ms))
+local REC = 20
+
+local series_cache, dirty = {}, {}
 
 local function load(field)
-  local raw = redis.call('HGET', state, field)
-  if raw then return cjson.decode(raw) end
-  return {}
+  local series = series_cache[field]
+  if series == nil then
+    local raw = redis.call('HGET', state, field)
+    series = raw and cjson.decode(raw) or {}
+    series_cache[field] = series
+  end
+  return series
 end
 
 local function save(field, series)
-  if next(series) == nil then
-    redis.call('HDEL', state, field)
-  else
-    redis.call('HSET', state, field, cjson.encode(series))
+  series_cache[field] = series
+  dirty[field] = true
+end
+
+local function flush()
+  for field, _ in pairs(dirty) do
+    local series = series_cache[field]
+    if next(series) == nil then
+      redis.call('HDEL', state, field)
+    else
+      redis.call('HSET', state, field, cjson.encode(series))
+    end
   end
 end
 
@@ -48,28 +65,12 @@ local function prune(series, oldest)
   return series
 end
 
-local function keep_max(field, value)
+local function keep_max(field, t, raw_t)
   local current = tonumber(redis.call('HGET', state, field) or '0')
-  if value > current then redis.call('HSET', state, field, ARGV[2]) end
+  if t > current then redis.call('HSET', state, field, raw_t) end
 end
 
-local REC = 20
-local digest = ARGV[7]
-local sec = math.min(4294967295, math.max(0, math.floor(t / 1000)))
-
-local function window_fields()
-  if ARGV[8] ~= '1' then return {} end
-  local flat, out = redis.call('HGETALL', state), {}
-  for i = 1, #flat, 2 do
-    if flat[i] ~= 'dd' and flat[i] ~= 'df' then
-      out[#out + 1] = flat[i]
-      out[#out + 1] = flat[i + 1]
-    end
-  end
-  return out
-end
-
-local function kept(blob)
+local function kept(blob, digest)
   local from = 1
   while true do
     local at = string.find(blob, digest, from, true)
@@ -83,90 +84,117 @@ local function second_of(blob, n) -- the second of the n-th record (1-based)
   return tonumber(string.sub(blob, (n - 1) * REC + 1, (n - 1) * REC + 8), 16)
 end
 
--- 1. A redelivered event changes nothing: its id is among the kept ones, or (state written before
---    the bounded dedupe) its old marker has not expired yet.
 local dd = redis.call('HGET', state, 'dd') or ''
-if kept(dd) or redis.call('EXISTS', KEYS[2]) == 1 then
-  return {'duplicate', window_fields()}
-end
 
--- 2. Event time: an event older than the horizon behind this customer's latest event is dropped.
-local wm = tonumber(redis.call('HGET', state, 'wm') or '0')
-if wm > 0 and t < wm - horizon_days * day_ms then
-  return {'late', {}}
-end
+local function apply(n, base)
+  local stream, raw_t, segment, digest = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
+  local t = tonumber(raw_t)
+  local day = tostring(math.floor(t / day_ms))
+  local sec = math.min(4294967295, math.max(0, math.floor(t / 1000)))
 
--- 2b. At or before the floor: maybe an evicted id, so taken for a duplicate. Otherwise recorded,
---     after the records of its second, and the oldest beyond the bound evicted (raising the floor).
-local floor = redis.call('HGET', state, 'df')
-if floor and sec <= tonumber(floor) then
-  return {'duplicate', window_fields()}
-end
-local n = #dd / REC
-local pos = n
-while pos > 0 and second_of(dd, pos) > sec do pos = pos - 1 end
-dd = string.sub(dd, 1, pos * REC) .. string.format('%08x', sec) .. digest .. string.sub(dd, pos * REC + 1)
-local drop = n + 1 - tonumber(ARGV[4])
-if drop > 0 then
-  local newest_dropped = second_of(dd, drop)
-  if not floor or newest_dropped > tonumber(floor) then redis.call('HSET', state, 'df', newest_dropped) end
-  dd = string.sub(dd, drop * REC + 1)
-end
-redis.call('HSET', state, 'dd', dd)
+  -- 1. A redelivered event changes nothing: its id is among the kept ones, or (state written before
+  --    the bounded dedupe) its old marker has not expired yet.
+  if kept(dd, digest) or redis.call('EXISTS', KEYS[1 + n]) == 1 then return 'duplicate' end
 
-local new_wm = math.max(wm, t)
-local oldest = math.floor(new_wm / day_ms) - horizon_days + 1
+  -- 2. Event time: an event older than the horizon behind this customer's latest event is dropped.
+  local wm = tonumber(redis.call('HGET', state, 'wm') or '0')
+  if wm > 0 and t < wm - horizon_days * day_ms then return 'late' end
 
--- 3. Bucket the event by its own day, so late and out-of-order events land where they belong.
-if stream == 'p' then
-  local cents = tonumber(ARGV[9])
-  local series = prune(load('p'), oldest)
-  local bucket = series[day]
-  if bucket then
-    bucket[1] = bucket[1] + 1
-    bucket[2] = bucket[2] + cents
-  else
-    series[day] = {1, cents}
-    if tonumber(day) >= oldest then redis.call('HINCRBY', state, 'pdn', 1) end
+  -- 2b. At or before the floor: maybe an evicted id, so taken for a duplicate. Otherwise recorded,
+  --     after the records of its second, and the oldest beyond the bound evicted (raising the floor).
+  local floor = redis.call('HGET', state, 'df')
+  if floor and sec <= tonumber(floor) then return 'duplicate' end
+  local count = #dd / REC
+  local pos = count
+  while pos > 0 and second_of(dd, pos) > sec do pos = pos - 1 end
+  dd = string.sub(dd, 1, pos * REC) .. string.format('%08x', sec) .. digest .. string.sub(dd, pos * REC + 1)
+  local drop = count + 1 - ids_kept
+  if drop > 0 then
+    local newest_dropped = second_of(dd, drop)
+    if not floor or newest_dropped > tonumber(floor) then redis.call('HSET', state, 'df', newest_dropped) end
+    dd = string.sub(dd, drop * REC + 1)
   end
-  save('p', series)
-  redis.call('HINCRBY', state, 'pn', 1)
-  redis.call('HINCRBY', state, 'ps', cents)
-  local fp = tonumber(redis.call('HGET', state, 'fp') or '0')
-  if fp == 0 or t < fp then redis.call('HSET', state, 'fp', ARGV[2]) end
-  keep_max('lp', t)
-elseif stream == 'i' then
-  local field = 'i:' .. ARGV[9]
-  local series = prune(load(field), oldest)
-  series[day] = (series[day] or 0) + 1
-  save(field, series)
-  keep_max('li', t)
-elseif stream == 'f' then
-  local field = 'f:' .. ARGV[9]
-  local keep = tonumber(ARGV[11])
-  local answers = load(field)
-  local pos = #answers + 1
-  while pos > 1 and answers[pos - 1][1] > t do pos = pos - 1 end
-  table.insert(answers, pos, {t, tonumber(ARGV[10])})
-  while #answers > keep do table.remove(answers, 1) end
-  redis.call('HSET', state, field, cjson.encode(answers))
-end
 
--- 4. Take the segment of the newest event that carries one (its time kept in 'sgt', so an older
---    event arriving late does not overwrite it); advance the watermark; once per new day, prune
---    the series this event did not touch.
-if ARGV[6] ~= '' and t >= tonumber(redis.call('HGET', state, 'sgt') or '0') then
-  redis.call('HSET', state, 'sg', ARGV[6], 'sgt', ARGV[2])
-end
-if t > wm then redis.call('HSET', state, 'wm', ARGV[2]) end
-local wm_day = math.floor(new_wm / day_ms)
-if tonumber(redis.call('HGET', state, 'pd') or '0') < wm_day then
-  for _, f in ipairs(redis.call('HKEYS', state)) do
-    if f == 'p' or string.sub(f, 1, 2) == 'i:' then save(f, prune(load(f), oldest)) end
+  local new_wm = math.max(wm, t)
+  local oldest = math.floor(new_wm / day_ms) - horizon_days + 1
+
+  -- 3. Bucket the event by its own day, so late and out-of-order events land where they belong.
+  if stream == 'p' then
+    local cents = tonumber(ARGV[base + 4])
+    local series = prune(load('p'), oldest)
+    local bucket = series[day]
+    if bucket then
+      bucket[1] = bucket[1] + 1
+      bucket[2] = bucket[2] + cents
+    else
+      series[day] = {1, cents}
+      if tonumber(day) >= oldest then redis.call('HINCRBY', state, 'pdn', 1) end
+    end
+    save('p', series)
+    redis.call('HINCRBY', state, 'pn', 1)
+    redis.call('HINCRBY', state, 'ps', cents)
+    local fp = tonumber(redis.call('HGET', state, 'fp') or '0')
+    if fp == 0 or t < fp then redis.call('HSET', state, 'fp', raw_t) end
+    keep_max('lp', t, raw_t)
+  elseif stream == 'i' then
+    local field = 'i:' .. ARGV[base + 4]
+    local series = prune(load(field), oldest)
+    series[day] = (series[day] or 0) + 1
+    save(field, series)
+    keep_max('li', t, raw_t)
+  elseif stream == 'f' then
+    local field = 'f:' .. ARGV[base + 4]
+    local answers = load(field)
+    local at = #answers + 1
+    while at > 1 and answers[at - 1][1] > t do at = at - 1 end
+    table.insert(answers, at, {t, tonumber(ARGV[base + 5])})
+    while #answers > feedback_kept do table.remove(answers, 1) end
+    save(field, answers)
   end
-  redis.call('HSET', state, 'pd', wm_day)
+
+  -- 4. Take the segment of the newest event that carries one (its time kept in 'sgt', so an older
+  --    event arriving late does not overwrite it); advance the watermark; once per new day, prune
+  --    the series this event did not touch.
+  if segment ~= '' and t >= tonumber(redis.call('HGET', state, 'sgt') or '0') then
+    redis.call('HSET', state, 'sg', segment, 'sgt', raw_t)
+  end
+  if t > wm then redis.call('HSET', state, 'wm', raw_t) end
+  local wm_day = math.floor(new_wm / day_ms)
+  if tonumber(redis.call('HGET', state, 'pd') or '0') < wm_day then
+    local fields = {}
+    for _, f in ipairs(redis.call('HKEYS', state)) do fields[f] = true end
+    for f, _ in pairs(series_cache) do fields[f] = true end -- created by this run, not written yet
+    for f, _ in pairs(fields) do
+      if f == 'p' or string.sub(f, 1, 2) == 'i:' then save(f, prune(load(f), oldest)) end
+    end
+    redis.call('HSET', state, 'pd', wm_day)
+  end
+  return 'ok'
 end
 
--- 5. An idle customer is forgotten.
-redis.call('EXPIRE', state, tonumber(ARGV[5]))
-return {'ok', window_fields()}
+local statuses, counted, changed = {}, false, false
+local events = (#ARGV - 4) / 7
+for n = 1, events do
+  statuses[n] = apply(n, 5 + 7 * (n - 1))
+  if statuses[n] ~= 'late' then counted = true end
+  if statuses[n] == 'ok' then changed = true end
+end
+
+-- 5. Write what changed; an idle customer is forgotten.
+if changed then
+  flush()
+  redis.call('HSET', state, 'dd', dd)
+  redis.call('EXPIRE', state, tonumber(ARGV[3]))
+end
+
+local fields = {}
+if counted then
+  local flat = redis.call('HGETALL', state)
+  for i = 1, #flat, 2 do
+    if flat[i] ~= 'dd' and flat[i] ~= 'df' then
+      fields[#fields + 1] = flat[i]
+      fields[#fields + 1] = flat[i + 1]
+    end
+  end
+end
+return {statuses, fields}

@@ -32,6 +32,8 @@ from stream.windows.memory import MemoryWindows
 from stream.windows.store import RedisWindowStore, UpdateOutcome, WindowPolicy
 from tests.events_factory import unique_customer
 
+LATE = UpdateOutcome.LATE
+
 START = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 SEGMENTS = [None, None, None, "smb", "vip", "enterprise", ""]
 KINDS = [k.value for k in InteractionKind if k is not InteractionKind.CUSTOM]
@@ -135,6 +137,32 @@ async def test_memory_fold_matches_update_lua(redis: Redis, seed: int, policy_na
 
     for customer in customers:
         assert memory.read(customer) == await store.read(customer), customer
+
+
+@pytest.mark.parametrize("policy_name", list(POLICIES))
+@pytest.mark.parametrize("seed", [5, 6])
+async def test_batches_of_runs_give_what_one_event_at_a_time_gives(redis: Redis, seed: int, policy_name: str) -> None:
+    """``apply_batch`` sends one script call per customer, which folds their events of the batch in
+    Lua tables and writes once: batches of random sizes (redeliveries within one batch included) must
+    give every event the outcome the one-at-a-time fold gives it, and each customer's state after
+    their last counted event of the batch."""
+    policy = POLICIES[policy_name]
+    rng = random.Random(seed)
+    customers = [unique_customer(f"runs{seed}") for _ in range(6)]
+    events = random_events(rng, customers, 400, policy.retention.days)
+    store, memory = RedisWindowStore(redis, policy), MemoryWindows(policy)
+    at = 0
+    while at < len(events):
+        batch = events[at : at + rng.choice([1, 2, 7, 40, 150])]
+        at += len(batch)
+        got, want = await store.apply_batch(batch), memory.apply_all(batch)
+        assert [u.outcome for u in got] == [u.outcome for u in want]
+        for customer in {e.customer_id for e in batch}:
+            counted = [n for n, e in enumerate(batch) if e.customer_id == customer and got[n].outcome is not LATE]
+            if counted:
+                assert got[counted[-1]].state == memory.read(customer), (customer, at)
+    for customer in customers:
+        assert await store.read(customer) == memory.read(customer), customer
 
 
 def test_the_streams_reach_the_interesting_cases() -> None:
