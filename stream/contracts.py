@@ -44,7 +44,12 @@ class WindowStore(Protocol):
 
     async def confirm_published(self, *, customer_id: str, rule_id: str, claim_key: str) -> None: ...
 
-    async def resolve_open_alerts(self, customer_id: str, at: datetime, rule_ids: Sequence[str]) -> list[OpenAlert]: ...
+    async def resolve_open_alerts_many(
+        self, returns: Sequence[tuple[str, datetime, Sequence[str]]]
+    ) -> list[list[OpenAlert]]:
+        """For each (customer, returning event's time, rule ids) in order: their open alerts of those
+        rules made before that time, marked resolved (pending until :meth:`confirm_resolved`), and any
+        marked earlier but never confirmed; one round trip."""
 
     async def confirm_resolved(self, customer_id: str, rule_id: str, claim_key: str) -> None: ...
 

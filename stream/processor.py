@@ -52,7 +52,7 @@ from stream.quarantine import Quarantine
 from stream.retrying import PUBLISH_ERRORS as _PUBLISH_ERRORS
 from stream.retrying import STORE_ERRORS as _STORE_ERRORS
 from stream.retrying import retry_unavailable
-from stream.windows.store import UpdateOutcome, WindowUpdate
+from stream.windows.store import OpenAlert, UpdateOutcome, WindowUpdate
 
 log = logging.getLogger("churnwatch.processor")
 
@@ -199,12 +199,14 @@ class EventProcessor:
         """Each customer's last event of the batch that counted (not late: its update carries the state);
         a duplicate counts here: if its alert was claimed but never confirmed published (a crash in
         between), judging it publishes it."""
+        returns: list[tuple[EventBase, str]] = []  # every counted event, in arrival order: each return's own time
         for (n, event), update in zip(valid, updates, strict=True):
             record = records[n]
             outcomes[n] = update.outcome
             if update.outcome is not UpdateOutcome.LATE:
                 counted[event.customer_id] = (record, event, update)
-                await self._resolve_returns(event, record.topic)  # in arrival order: each return's own time
+                returns.append((event, record.topic))
+        await self._resolve_returns(returns)
         for customer_id, (record, event, update) in counted.items():
             trigger = Trigger(customer_id, event.event_id, record.topic, record.partition)
             await self._evaluate_or_queue(trigger, update)
@@ -262,10 +264,8 @@ class EventProcessor:
         else:
             self._quarantine.succeeded(trigger.customer_id)
 
-    async def _resolve_returns(self, event: EventBase, topic: str) -> None:
-        """A customer who comes back resolves their open absence alerts (those sent before this
-        event): one resolution per alert, published at least once under a stable id. A redelivered
-        event publishes again only what was never confirmed."""
+    def _resolvers(self, event: EventBase, topic: str) -> dict[str, RuleBase]:
+        """The active rules an event of this topic (and interaction kind) resolves, by id."""
         kind = event.counted_kind if isinstance(event, InteractionEvent) else None
         judged_by, activity = self._enabled(), self._kinds[topic]
         rules = judged_by.resolvers.get((activity, kind))
@@ -275,29 +275,52 @@ class EventProcessor:
                 for rule in judged_by.rules
                 if rule.mode is Mode.ACTIVE and rule.resolved_by(activity, kind)
             }
-        if not rules:
+        return rules
+
+    async def _resolve_returns(self, returns: Sequence[tuple[EventBase, str]]) -> None:
+        """Customers who come back resolve their open absence alerts (those sent before their event):
+        one resolution per alert, published at least once under a stable id, for the first of the
+        batch's events (arrival order) that resolves it. A redelivered event publishes again only what
+        was never confirmed. The batch's lookups are one round trip."""
+        asked = [(event, topic, rules) for event, topic in returns if (rules := self._resolvers(event, topic))]
+        if not asked:
             return
-        cid = event.customer_id
+        lookups = [(event.customer_id, event.occurred_at, list(rules)) for event, _, rules in asked]
         try:
-            resolve = partial(self._store.resolve_open_alerts, cid, event.occurred_at, list(rules))
-            for open_alert in await self._retrying("resolve", resolve):
-                resolution = Alert.resolution(
-                    customer_id=cid,
-                    rule_id=open_alert.rule_id,
-                    claim_key=open_alert.claim_key,
-                    severity=rules[open_alert.rule_id].severity,
-                    alerted_at=open_alert.alerted_at,
-                    returned_at=event.occurred_at,
-                    trigger_event_id=event.event_id,
-                    trigger_topic=topic,
-                    detected_at=self._clock(),
-                )
-                await self._retrying("publish", partial(self._publisher.publish, resolution), retry_on=_PUBLISH_ERRORS)
-                confirm = partial(self._store.confirm_resolved, cid, open_alert.rule_id, open_alert.claim_key)
-                await self._retrying("confirm", confirm)
-                self._metrics.alerts_resolved.labels(rule=open_alert.rule_id).inc()
-        except Exception as exc:  # the event counted; the next one of this customer tries again
-            await self._retrying("quarantine", partial(self._quarantine.failed, cid, "resolve", exc))
+            found = await self._retrying("resolve", partial(self._store.resolve_open_alerts_many, lookups))
+        except Exception as exc:  # their events counted; their next ones try again
+            for cid in dict.fromkeys(event.customer_id for event, _, _ in asked):
+                await self._retrying("quarantine", partial(self._quarantine.failed, cid, "resolve", exc))
+            return
+        published: set[tuple[str, str, str]] = set()
+        for (event, topic, rules), open_alerts in zip(asked, found, strict=True):
+            cid = event.customer_id
+            try:
+                for open_alert in open_alerts:
+                    if (cid, open_alert.rule_id, open_alert.claim_key) in published:
+                        continue  # pending since an earlier event of this batch resolved it
+                    published.add((cid, open_alert.rule_id, open_alert.claim_key))
+                    await self._publish_resolution(event, topic, rules[open_alert.rule_id], open_alert)
+            except Exception as exc:  # the event counted; the next one of this customer tries again
+                await self._retrying("quarantine", partial(self._quarantine.failed, cid, "resolve", exc))
+
+    async def _publish_resolution(self, event: EventBase, topic: str, rule: RuleBase, open_alert: OpenAlert) -> None:
+        cid = event.customer_id
+        resolution = Alert.resolution(
+            customer_id=cid,
+            rule_id=open_alert.rule_id,
+            claim_key=open_alert.claim_key,
+            severity=rule.severity,
+            alerted_at=open_alert.alerted_at,
+            returned_at=event.occurred_at,
+            trigger_event_id=event.event_id,
+            trigger_topic=topic,
+            detected_at=self._clock(),
+        )
+        await self._retrying("publish", partial(self._publisher.publish, resolution), retry_on=_PUBLISH_ERRORS)
+        confirm = partial(self._store.confirm_resolved, cid, open_alert.rule_id, open_alert.claim_key)
+        await self._retrying("confirm", confirm)
+        self._metrics.alerts_resolved.labels(rule=open_alert.rule_id).inc()
 
     async def sweep_deferred(self) -> None:
         """Run the waiting evaluations that are due, on every partition (called from a timer, so a

@@ -132,6 +132,11 @@ class MemoryStore:
                 out.append(OpenAlert(rule, key, from_epoch_ms(int(fired))))
         return out
 
+    async def resolve_open_alerts_many(
+        self, returns: Sequence[tuple[str, datetime, Sequence[str]]]
+    ) -> list[list[OpenAlert]]:
+        return [await self.resolve_open_alerts(customer_id, at, rule_ids) for customer_id, at, rule_ids in returns]
+
     async def confirm_resolved(self, customer_id: str, rule_id: str, claim_key: str) -> None:
         self._ledger(customer_id)[f"r:{rule_id}"] = f"{claim_key}|1"
 

@@ -8,6 +8,7 @@ once. Scripts are atomic, so a crash never leaves half of a customer's update.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -121,23 +122,19 @@ class RedisWindowStore:
         p = self._policy
         customer_id = run[0].customer_id
         run_keys = [keys.customer_state(customer_id), *(keys.seen_event(customer_id, e.event_id) for e in run)]
-        args: list[Any] = [
-            max(1, p.retention.days),
-            p.dedupe_ids,
-            int(p.idle_ttl.total_seconds()),
-            p.feedback_history,
-        ]
+        packed: list[list[str]] = []
         for event in run:
-            head = [int(event.occurred_at.timestamp() * 1000), event.segment or "", event_digest(event.event_id)]
+            head = [str(int(event.occurred_at.timestamp() * 1000)), event.segment or "", event_digest(event.event_id)]
             if isinstance(event, PurchaseEvent):
-                args += ["p", *head, to_cents(event.amount), "", ""]
+                packed.append(["p", *head, str(to_cents(event.amount))])
             elif isinstance(event, InteractionEvent):
-                args += ["i", *head, event.counted_kind, "", ""]
+                packed.append(["i", *head, event.counted_kind])
             elif isinstance(event, FeedbackEvent):
-                args += ["f", *head, event.kind, event.score, ""]
+                packed.append(["f", *head, event.kind, str(event.score)])
             else:  # pragma: no cover - the event union is closed
                 raise TypeError(f"unknown event type {type(event).__name__}")
-        return run_keys, args
+        args = [max(1, p.retention.days), p.dedupe_ids, int(p.idle_ttl.total_seconds()), p.feedback_history]
+        return run_keys, [*args, json.dumps(packed, ensure_ascii=False)]
 
     @staticmethod
     def _updates_of(run: Sequence[EventBase], reply: list[Any]) -> list[WindowUpdate]:
@@ -215,10 +212,21 @@ class RedisWindowStore:
         flat = await self._resolve(
             keys=[keys.customer_state(customer_id)], args=[int(at.timestamp() * 1000), *rule_ids]
         )
-        return [
-            OpenAlert(_str(rule), _str(key), from_epoch_ms(int(fired)))
-            for rule, key, fired in zip(flat[::3], flat[1::3], flat[2::3], strict=True)
-        ]
+        return _open_alerts(flat)
+
+    async def resolve_open_alerts_many(
+        self, returns: Sequence[tuple[str, datetime, Sequence[str]]]
+    ) -> list[list[OpenAlert]]:
+        """:meth:`resolve_open_alerts` for each (customer, event time, rule ids), in order, in one
+        pipelined round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        asked = [(customer_id, at, rule_ids) for customer_id, at, rule_ids in returns if rule_ids]
+        for customer_id, at, rule_ids in asked:
+            await self._resolve(
+                keys=[keys.customer_state(customer_id)], args=[int(at.timestamp() * 1000), *rule_ids], client=pipe
+            )
+        replies = iter(await pipe.execute() if asked else [])
+        return [_open_alerts(next(replies)) if rule_ids else [] for _, _, rule_ids in returns]
 
     async def confirm_resolved(self, customer_id: str, rule_id: str, claim_key: str) -> None:
         await self._redis.hset(keys.customer_state(customer_id), f"r:{rule_id}", f"{claim_key}|1")
@@ -229,6 +237,14 @@ class RedisWindowStore:
     async def mark_delivered(self, customer_id: str, alert_id: str, sink: str) -> None:
         ttl = int(self._policy.dedupe_ttl.total_seconds())
         await self._redis.set(keys.delivered(customer_id, alert_id, sink), b"1", ex=ttl)
+
+
+def _open_alerts(flat: list[Any]) -> list[OpenAlert]:
+    """resolve.lua's reply: {rule, claim key, fired ms, ...}."""
+    return [
+        OpenAlert(_str(rule), _str(key), from_epoch_ms(int(fired)))
+        for rule, key, fired in zip(flat[::3], flat[1::3], flat[2::3], strict=True)
+    ]
 
 
 def _digest(event_id: str) -> str:

@@ -3,10 +3,11 @@
 -- KEYS[1 + n] the n-th event's seen marker of the versions before the bounded dedupe (only read; same hash tag)
 -- ARGV[1] retention horizon (days)   ARGV[2] event ids kept per customer   ARGV[3] idle ttl (s)
 -- ARGV[4] feedback answers kept per kind
--- then 7 arguments per event (the n-th starts at ARGV[5 + 7 * (n - 1)]):
---   stream ('p' purchase | 'i' interaction | 'f' feedback), event time (epoch ms), segment ('' if none),
---   the event id's digest (12 characters, stream/windows/dedupe.py), then
---   purchase: amount in cents, '', ''   interaction: kind, '', ''   feedback: kind, score, ''
+-- ARGV[5] the events, a JSON array of arrays of strings (one argument: packing thousands of separate
+--   arguments was most of the client's cost):
+--   {stream ('p' purchase | 'i' interaction | 'f' feedback), event time (epoch ms), segment ('' if none),
+--    the event id's digest (12 characters, stream/windows/dedupe.py), then
+--    purchase: amount in cents   interaction: kind   feedback: kind, score}
 -- Returns {statuses, flat HGETALL of the state without the dedupe fields}: one status per event,
 -- 'ok', 'duplicate' or 'late'; the state only if at least one event was not late (a late event
 -- changes nothing).
@@ -86,8 +87,8 @@ end
 
 local dd = redis.call('HGET', state, 'dd') or ''
 
-local function apply(n, base)
-  local stream, raw_t, segment, digest = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
+local function apply(n, event)
+  local stream, raw_t, segment, digest = event[1], event[2], event[3], event[4]
   local t = tonumber(raw_t)
   local day = tostring(math.floor(t / day_ms))
   local sec = math.min(4294967295, math.max(0, math.floor(t / 1000)))
@@ -120,7 +121,7 @@ local function apply(n, base)
 
   -- 3. Bucket the event by its own day, so late and out-of-order events land where they belong.
   if stream == 'p' then
-    local cents = tonumber(ARGV[base + 4])
+    local cents = tonumber(event[5])
     local series = prune(load('p'), oldest)
     local bucket = series[day]
     if bucket then
@@ -137,17 +138,17 @@ local function apply(n, base)
     if fp == 0 or t < fp then redis.call('HSET', state, 'fp', raw_t) end
     keep_max('lp', t, raw_t)
   elseif stream == 'i' then
-    local field = 'i:' .. ARGV[base + 4]
+    local field = 'i:' .. event[5]
     local series = prune(load(field), oldest)
     series[day] = (series[day] or 0) + 1
     save(field, series)
     keep_max('li', t, raw_t)
   elseif stream == 'f' then
-    local field = 'f:' .. ARGV[base + 4]
+    local field = 'f:' .. event[5]
     local answers = load(field)
     local at = #answers + 1
     while at > 1 and answers[at - 1][1] > t do at = at - 1 end
-    table.insert(answers, at, {t, tonumber(ARGV[base + 5])})
+    table.insert(answers, at, {t, tonumber(event[6])})
     while #answers > feedback_kept do table.remove(answers, 1) end
     save(field, answers)
   end
@@ -173,9 +174,9 @@ local function apply(n, base)
 end
 
 local statuses, counted, changed = {}, false, false
-local events = (#ARGV - 4) / 7
-for n = 1, events do
-  statuses[n] = apply(n, 5 + 7 * (n - 1))
+local events = cjson.decode(ARGV[5])
+for n = 1, #events do
+  statuses[n] = apply(n, events[n])
   if statuses[n] ~= 'late' then counted = true end
   if statuses[n] == 'ok' then changed = true end
 end
