@@ -106,3 +106,31 @@ async def test_closing_stops_the_feeder() -> None:
 def test_a_batch_must_hold_something() -> None:
     with pytest.raises(ValueError):
         asyncio.run(anext(batches(Source(), 0)))
+
+
+async def test_a_source_that_keeps_delivering_fills_the_batch_before_it_is_yielded() -> None:
+    """Each item costs the source a turn of the event loop (as faust's stream does): the caller waits
+    while items keep coming, so a backlog comes in full batches, not one item per turn."""
+
+    async def trickling() -> AsyncIterator[int]:
+        for n in range(25):
+            await asyncio.sleep(0)
+            yield n
+
+    stream = batches(trickling(), 10)
+    assert [await anext(stream), await anext(stream), await anext(stream)] == [
+        list(range(10)),
+        list(range(10, 20)),
+        list(range(20, 25)),
+    ]
+    await stream.aclose()
+
+
+async def test_a_lone_item_is_not_held_for_more() -> None:
+    source = Source()
+    stream = batches(source, 100)
+    source.put("alone")
+    assert await anext(stream) == ["alone"]  # yielded with the source still open: not held for a full batch
+    source.put("next")
+    assert await anext(stream) == ["next"]
+    await stream.aclose()
