@@ -179,7 +179,7 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
             await processor.process_batch([_record_of(event) for event in batch])
             for event in batch:
                 await manual.ack(event)
-            await guard.done_with_event()  # a worker stopped between batches can shut down and rebalance
+            await guard.done_with_batch()  # a worker stopped between batches can shut down and rebalance
 
     @app.agent(alerts_topic, concurrency=1, name="churnwatch.deliver_alerts")
     async def deliver_alerts(stream: faust.StreamT[bytes]) -> None:

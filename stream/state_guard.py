@@ -236,8 +236,8 @@ class StateGuard:
         event taken to be acked, and acking one not processed would commit past it."""
         await self._open.wait()
 
-    async def done_with_event(self) -> None:
-        """Awaited by the event agent after an event was applied and acked, before it takes the next."""
+    async def done_with_batch(self) -> None:
+        """Awaited by the event agent after a batch was applied and acked, before it takes the next."""
         self._processed_here = True
         await self.admit()
 

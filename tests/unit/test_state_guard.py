@@ -187,7 +187,7 @@ async def test_redis_emptied_under_a_running_worker_is_lost_even_before_a_commit
     store, history = MemoryEpochStore(), FixedHistory()  # no offset committed yet
     guard, _ = make_guard(store, history)
     await guard.check()
-    await asyncio.wait_for(guard.done_with_event(), 1)  # an event applied to this epoch's state
+    await asyncio.wait_for(guard.done_with_batch(), 1)  # an event applied to this epoch's state
     store.marker = None  # FLUSHALL
     assert await guard.check() is Verdict.LOST
     readiness = guard.readiness()
