@@ -8,6 +8,12 @@ delays nor blocks the log line.
 ``backoff_max`` bounds every wait, a receiver's ``Retry-After`` included, so one sink holds an alert
 for at most about ``attempts × backoff_max`` before it is reported undelivered (and dead-lettered by
 the caller) instead of stalling the stream.
+
+Silences come first (:mod:`alerts.silence`): an alert (or resolution) an active silence matches is
+sent to no sink; every sink reports ``silenced``, the alert is recorded against the silence and
+logged once, and the result counts as done, so the caller acknowledges the record. The silences are
+read before anything is sent: when they cannot be read the dispatch raises with nothing sent, as for
+the delivery log.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
@@ -32,6 +38,7 @@ from tenacity import (
 
 from alerts.model import Alert
 from alerts.notifier import Notifier, PermanentDeliveryError, RetryableDeliveryError
+from alerts.silence import ActiveSilences, Silence, silence_for
 
 log = logging.getLogger("churnwatch.delivery")
 
@@ -44,6 +51,8 @@ class DeliveryOutcome(StrEnum):
     DUPLICATE = "duplicate"
     FAILED_PERMANENT = "failed_permanent"
     FAILED_RETRIES_EXHAUSTED = "failed_retries_exhausted"
+    SILENCED = "silenced"
+    """Held back by a silence: not sent, and not due again (the record is done with)."""
 
 
 class DeliveryLog(Protocol):
@@ -89,11 +98,13 @@ class DispatchResult:
     alert_id: str
     outcomes: tuple[SinkOutcome, ...]
     """One per sink, in the dispatcher's sink order."""
+    silenced_by: str | None = None
+    """The id of the silence that held the alert back from every sink."""
 
     @property
     def undelivered(self) -> dict[str, SinkOutcome]:
         """Sinks that never got the alert, by name: what the caller dead-letters."""
-        done = (DeliveryOutcome.DELIVERED, DeliveryOutcome.DUPLICATE)
+        done = (DeliveryOutcome.DELIVERED, DeliveryOutcome.DUPLICATE, DeliveryOutcome.SILENCED)
         return {o.sink: o for o in self.outcomes if o.outcome not in done}
 
     @property
@@ -114,7 +125,13 @@ class AlertDispatcher:
         backoff_max: float | timedelta,
         backoff_initial: float = 0.5,
         on_outcome: OutcomeCallback | None = None,
+        silences: ActiveSilences | None = None,
+        team_of: Callable[[str], str | None] = lambda rule_id: None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``silences`` unset: nothing is ever silenced. ``team_of`` gives a rule's owner team (for
+        ``team`` matchers: the alert does not carry it). ``clock`` is the wall clock silences are
+        judged at (delivery time, not the alert's event time: a silence mutes what is sent now)."""
         names = [n.name for n in notifiers]
         if len(set(names)) != len(names):
             raise ValueError(f"sink names must be unique (they key the delivery log): {names}")
@@ -126,6 +143,9 @@ class AlertDispatcher:
         self._backoff_max = backoff_max.total_seconds() if isinstance(backoff_max, timedelta) else float(backoff_max)
         self._backoff = wait_random_exponential(multiplier=backoff_initial, max=self._backoff_max)
         self._on_outcome = on_outcome
+        self._silences = silences
+        self._team_of = team_of
+        self._clock = clock
 
     @property
     def sinks(self) -> tuple[str, ...]:
@@ -134,9 +154,12 @@ class AlertDispatcher:
     async def dispatch(self, alert: Alert) -> DispatchResult:
         """Deliver to every sink that does not have the alert yet.
 
-        Raises whatever the delivery log raises when it cannot be read; nothing has been sent then,
-        so the caller can retry the whole alert later.
+        Raises whatever the silences or the delivery log raise when they cannot be read; nothing has
+        been sent then, so the caller can retry the whole alert later.
         """
+        silence = await self._silence_of(alert)
+        if silence is not None:
+            return self._silenced(alert, silence)
         seen = await asyncio.gather(*(self._log.already_delivered(alert, n.name) for n in self._notifiers))
         outcomes = await asyncio.gather(
             *(
@@ -147,6 +170,37 @@ class AlertDispatcher:
         for outcome in outcomes:
             self._report(outcome)
         return DispatchResult(alert_id=alert.alert_id, outcomes=tuple(outcomes))
+
+    async def _silence_of(self, alert: Alert) -> Silence | None:
+        if self._silences is None:
+            return None
+        silences = await self._silences.current(self._clock())
+        now = self._clock()  # after the read, which may have waited for Redis
+        silence = silence_for(alert, silences, now, team=self._team_of(alert.rule_id))
+        if silence is not None:
+            try:
+                await self._silences.record_silenced(silence, alert)
+            except Exception:  # the count in `silence list` is a convenience; the metric still counts it
+                log.warning("alert %s: could not record it against silence %s", alert.alert_id, silence.id)
+        return silence
+
+    def _silenced(self, alert: Alert, silence: Silence) -> DispatchResult:
+        log.info(
+            "%s %s (customer %s, rule %s, %s) silenced by %s until %s (%s, by %s): sent to no sink",
+            "resolution" if alert.status == "resolved" else "alert",
+            alert.alert_id,
+            alert.customer_id,
+            alert.rule_id,
+            alert.severity.value,
+            silence.id,
+            silence.ends_at.isoformat(),
+            silence.describe(),
+            silence.created_by,
+        )
+        outcomes = tuple(SinkOutcome(n.name, DeliveryOutcome.SILENCED, 0.0, 0) for n in self._notifiers)
+        for outcome in outcomes:
+            self._report(outcome)
+        return DispatchResult(alert_id=alert.alert_id, outcomes=outcomes, silenced_by=silence.id)
 
     async def _duplicate(self, sink: str) -> SinkOutcome:
         return SinkOutcome(sink, DeliveryOutcome.DUPLICATE, seconds=0.0, attempts=0)

@@ -1,12 +1,15 @@
 """Generic JSON webhook sink: the alert record as is, for ticketing tools and in-house receivers.
 
 ``Idempotency-Key`` carries the stable alert id, so a receiver can drop the copy that at-least-once
-delivery sends after a crash between sending and recording the delivery.
+delivery sends after a crash between sending and recording the delivery. With a ``secret`` each
+POST is signed (:mod:`alerts.webhook_signing`), so the receiver can tell churnwatch's requests from
+anyone else's that learned the URL.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 import aiohttp
 from pydantic import SecretStr
@@ -19,6 +22,7 @@ from alerts.notifier import (
     public_url,
     redact,
 )
+from alerts.webhook_signing import signature_headers
 
 
 class WebhookNotifier:
@@ -32,13 +36,20 @@ class WebhookNotifier:
         timeout: float = 10.0,
         headers: Mapping[str, str] | None = None,
         session: aiohttp.ClientSession | None = None,
+        secret: SecretStr | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        """Without ``session`` each call opens a short-lived one: nothing to close, fine at alert rates."""
+        """Without ``session`` each call opens a short-lived one: nothing to close, fine at alert rates.
+
+        ``clock`` (unix seconds) dates the signature; it is read again for every attempt, so a retry
+        is never sent with a stale timestamp."""
         self._name = name
         self._url = url.get_secret_value() if isinstance(url, SecretStr) else url
         self._timeout = timeout
         self._headers = {"User-Agent": "churnwatch", **(headers or {})}
         self._session = session
+        self._secret = secret
+        self._clock = clock
 
     @property
     def name(self) -> str:
@@ -48,13 +59,17 @@ class WebhookNotifier:
         return f"WebhookNotifier(name={self._name!r}, url={public_url(self._url)!r})"
 
     async def notify(self, alert: Alert) -> None:
-        headers = {**self._headers, "Idempotency-Key": alert.alert_id}
+        # Serialized here, not by aiohttp's json=: the signature must cover exactly the bytes sent.
+        payload = alert.model_dump_json().encode()
+        headers = {**self._headers, "Content-Type": "application/json", "Idempotency-Key": alert.alert_id}
+        if self._secret is not None:
+            headers.update(signature_headers(self._secret, payload, now=self._clock()))
         try:
             if self._session is not None and not self._session.closed:
-                status, answer_headers, body = await self._post(self._session, alert, headers)
+                status, answer_headers, body = await self._post(self._session, payload, headers)
             else:
                 async with aiohttp.ClientSession() as session:
-                    status, answer_headers, body = await self._post(session, alert, headers)
+                    status, answer_headers, body = await self._post(session, payload, headers)
         except aiohttp.InvalidURL:
             raise PermanentDeliveryError(self._name, "invalid webhook URL") from None
         except TimeoutError:
@@ -68,11 +83,11 @@ class WebhookNotifier:
             raise error
 
     async def _post(
-        self, session: aiohttp.ClientSession, alert: Alert, headers: Mapping[str, str]
+        self, session: aiohttp.ClientSession, payload: bytes, headers: Mapping[str, str]
     ) -> tuple[int, Mapping[str, str], str]:
         async with session.post(
             self._url,
-            json=alert.model_dump(mode="json"),
+            data=payload,
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=self._timeout),
         ) as response:

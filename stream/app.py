@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from alerts.log_sink import LogNotifier
 from alerts.notifier import Notifier
 from alerts.slack import SlackNotifier
+from alerts.slack_web import SlackWebApiNotifier
 from alerts.webhook import WebhookNotifier
 from rules.ruleset import RuleSet
 from stream.batching import batches
@@ -37,6 +38,8 @@ from stream.progress import InputProgress
 from stream.quarantine import Quarantine, RedisQuarantineLedger
 from stream.rules_reload import ActiveRules, RuleReloader
 from stream.settings import Settings
+from stream.silence_store import CachedSilences, RedisSilenceStore, rule_owner
+from stream.slack_message_refs import RedisMessageRefs
 from stream.state_guard import build_state_guard
 from stream.windows.store import RedisWindowStore
 
@@ -73,7 +76,20 @@ def build_notifiers(settings: Settings) -> list[Notifier]:
             SlackNotifier(settings.slack_webhook_url, messages_per_second=settings.slack_messages_per_second)
         )
     if settings.webhook_url is not None:
-        notifiers.append(WebhookNotifier(settings.webhook_url))
+        notifiers.append(WebhookNotifier(settings.webhook_url, secret=settings.webhook_secret))
+    if settings.slack_bot_token is not None and settings.slack_channel is not None:
+        # Its own lazily connecting client: building the notifiers opens no connection.
+        refs_redis = redis_client(settings, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+        refs = RedisMessageRefs(refs_redis, receiver="slack_web", ttl=settings.idle_ttl)
+        notifiers.append(
+            SlackWebApiNotifier(
+                settings.slack_bot_token,
+                settings.slack_channel,
+                refs,
+                name="slack_web",
+                messages_per_second=settings.slack_messages_per_second,
+            )
+        )
     return notifiers
 
 
@@ -165,6 +181,8 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
         metrics,
         attempts=settings.delivery_attempts,
         backoff_max=settings.delivery_backoff_max.total_seconds(),
+        silences=CachedSilences(RedisSilenceStore(redis, settings.app_id)),
+        team_of=rule_owner(active),
     )
 
     # concurrency=1: faust can commit past an in-flight message with concurrency > 1 (faust #606).

@@ -14,7 +14,9 @@ import click
 
 from rules.ruleset import RuleConfigError, RuleFile, RuleSet, load_rule_set
 from stream.input_options import InputOptions, input_options
+from stream.routes_cli import routes_group
 from stream.settings import Settings
+from stream.silence_cli import silence
 
 if TYPE_CHECKING:
     from stream.quarantine import RedisQuarantineLedger
@@ -404,6 +406,8 @@ def _mount_backtest() -> None:
 
 _mount_stack()
 _mount_backtest()
+main.add_command(routes_group)
+main.add_command(silence)
 
 if __name__ == "__main__":  # pragma: no cover
     logging.basicConfig(level=logging.INFO)

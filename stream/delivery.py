@@ -14,14 +14,19 @@ is neither. To that end:
   fails for another reason is logged and skipped by the dispatcher: the alert was delivered, and a
   later redelivery of the record would send it once more (receivers dedupe by ``alert_id``);
 - any other failure while dispatching is not an outage (a bug, Redis refusing a command): the alert is
-  dead-lettered as ``delivery_error`` rather than crashing the agent.
+  dead-lettered as ``delivery_error`` rather than crashing the agent;
+- silences are read before anything is sent (operation ``silence_lookup``, stalled the same way: an
+  alert is never sent because its silences could not be read, nor dropped); a silenced alert or
+  resolution reaches no sink, is counted in ``churnwatch_alerts_silenced_total{rule,status}`` and
+  is acknowledged like a delivered one. Recording it against its silence (``silence_record``)
+  stalls on an outage too; a refusal of another kind is logged and the alert still counts silenced.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pydantic import ValidationError
@@ -29,6 +34,7 @@ from pydantic import ValidationError
 from alerts.dispatch import AlertDispatcher, DeliveryLog
 from alerts.model import Alert
 from alerts.notifier import Notifier
+from alerts.silence import ActiveSilences, Silence
 from stream.contracts import DeadLetterSink, SourceRecord
 from stream.metrics import Metrics
 from stream.retrying import DEFAULT_MAX_WAIT, PUBLISH_ERRORS, STORE_ERRORS, retry_unavailable
@@ -40,6 +46,8 @@ class Handled(StrEnum):
     DELIVERED = "delivered"
     """Every sink has the alert (now or from an earlier delivery)."""
     DEAD_LETTERED = "dead_lettered"
+    SILENCED = "silenced"
+    """A silence held it back from every sink; counted, and done with."""
 
 
 class _StallingDeliveryLog:
@@ -71,6 +79,35 @@ class _StallingDeliveryLog:
         )
 
 
+class _StallingSilences:
+    """The silences with every call retried until Redis answers."""
+
+    def __init__(self, inner: ActiveSilences, metrics: Metrics, max_wait: float) -> None:
+        self._inner = inner
+        self._metrics = metrics
+        self._max_wait = max_wait
+
+    async def current(self, now: datetime) -> Sequence[Silence]:
+        return await retry_unavailable(
+            "silence_lookup",
+            lambda: self._inner.current(now),
+            metrics=self._metrics,
+            retry_on=STORE_ERRORS,
+            max_wait=self._max_wait,
+            log=log,
+        )
+
+    async def record_silenced(self, silence: Silence, alert: Alert) -> None:
+        await retry_unavailable(
+            "silence_record",
+            lambda: self._inner.record_silenced(silence, alert),
+            metrics=self._metrics,
+            retry_on=STORE_ERRORS,
+            max_wait=self._max_wait,
+            log=log,
+        )
+
+
 class AlertDelivery:
     def __init__(
         self,
@@ -82,10 +119,13 @@ class AlertDelivery:
         attempts: int,
         backoff_max: float | timedelta,
         retry_max_seconds: float = DEFAULT_MAX_WAIT,
+        silences: ActiveSilences | None = None,
+        team_of: Callable[[str], str | None] = lambda rule_id: None,
     ) -> None:
         """``attempts`` and ``backoff_max`` bound each sink's own retries (see
         :class:`alerts.dispatch.AlertDispatcher`); ``retry_max_seconds`` caps the wait between
-        attempts at an unavailable Redis or Kafka, which are retried for as long as they are down."""
+        attempts at an unavailable Redis or Kafka, which are retried for as long as they are down.
+        ``silences`` unset: nothing is silenced; ``team_of`` names a rule's owner, for silences by team."""
         self._dead_letters = dead_letters
         self._metrics = metrics
         self._retry_max = retry_max_seconds
@@ -95,6 +135,8 @@ class AlertDelivery:
             attempts=attempts,
             backoff_max=backoff_max,
             on_outcome=metrics.record_delivery,
+            silences=None if silences is None else _StallingSilences(silences, metrics, retry_max_seconds),
+            team_of=team_of,
         )
 
     @property
@@ -116,6 +158,9 @@ class AlertDelivery:
             )
             await self._dead_letter(record, "delivery_error", f"{type(exc).__name__}: {exc}")
             return Handled.DEAD_LETTERED
+        if result.silenced_by is not None:
+            self._metrics.alerts_silenced.labels(rule=alert.rule_id, status=alert.status).inc()
+            return Handled.SILENCED
         failed = result.undelivered
         if failed:
             detail = "; ".join(f"{sink}: {outcome}" for sink, outcome in failed.items())

@@ -94,6 +94,12 @@ class Metrics:
             ["sink", "outcome"],
             registry=registry,
         )
+        self.alerts_silenced = Counter(
+            "churnwatch_alerts_silenced_total",
+            "Alert records held back from every sink by a silence, by rule and status (firing, resolved).",
+            ["rule", "status"],
+            registry=registry,
+        )
         self.alert_delivery = Histogram(
             "churnwatch_alert_delivery_seconds",
             "Time to deliver one alert to one sink, retries included.",

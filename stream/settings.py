@@ -74,6 +74,7 @@ _EMPTY_MEANS_UNSET = (
     "kafka_ssl_key_password",
     "redis_password",
     "redis_ssl_ca_file",
+    "routes_file",
 )
 
 
@@ -161,6 +162,11 @@ class Settings(BaseSettings):
     )
     rules_dir: Path = DEFAULT_RULES_DIR
     rules_watch: bool = Field(default=True, description="Reload rules when a file in rules_dir changes")
+    routes_file: Path | None = Field(
+        default=None,
+        description="Routes file (YAML, see `churnwatch routes check`): which receivers get which alerts; "
+        "unset or empty: every configured notifier gets every alert",
+    )
     data_dir: Path = Field(
         default=Path(tempfile.gettempdir()) / "churnwatch",
         description="faust's local directory (its tables live in Redis, so nothing here must survive); "
@@ -176,11 +182,37 @@ class Settings(BaseSettings):
     webhook_url: SecretStr | None = Field(
         default=None, description="Generic webhook: each alert is POSTed as JSON with an Idempotency-Key; empty = off"
     )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs every webhook POST (X-Churnwatch-Timestamp, X-Churnwatch-Signature: v1=<HMAC-SHA256>); "
+        "empty = unsigned",
+    )
+    slack_bot_token: SecretStr | None = Field(
+        default=None, description="Slack Web API bot token (xoxb-…, scope chat:write); with slack_channel; empty = off"
+    )
+    slack_channel: str | None = Field(
+        default=None, description="Channel the bot posts alerts to (name or id; the bot must be a member)"
+    )
 
-    @field_validator("slack_webhook_url", "webhook_url", "alert_max_lag", mode="before")
+    @field_validator(
+        "slack_webhook_url",
+        "webhook_url",
+        "webhook_secret",
+        "slack_bot_token",
+        "slack_channel",
+        "alert_max_lag",
+        mode="before",
+    )
     @classmethod
     def _empty_means_off(cls, value: object) -> object:
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _slack_web_api_is_complete(self) -> Settings:
+        """A token without a channel (or the reverse) is a half-done setup: say so instead of posting nowhere."""
+        if (self.slack_bot_token is None) != (self.slack_channel is None):
+            raise ValueError("CHURNWATCH_SLACK_BOT_TOKEN and CHURNWATCH_SLACK_CHANNEL are set together or not at all")
+        return self
 
     retention: Duration = Field(
         default=timedelta(days=150),

@@ -87,3 +87,31 @@ def due_index(app_id: str, partition: int) -> str:
     partitions, and in Redis Cluster the index is spread over the nodes (one hash tag per partition).
     The partition is a number, so ``<app id>#<partition>`` read from the right is unambiguous."""
     return f"{PREFIX}:due:{_tag(f'{app_id}#{partition}')}"
+
+
+def silences(app_id: str) -> str:
+    """Hash: silence id -> the silence (JSON); see :mod:`stream.silence_store`.
+
+    Silences belong to a deployment, not to a customer, so they are tagged by app id: in Redis
+    Cluster all of them sit in one slot (one node). They are few (tens, a few hundred) and each
+    worker reads them once per cache refresh (one ``HGETALL`` every few seconds), so one node carries
+    them easily; in exchange the muted-alert sets below share the slot, and pruning or expiring a
+    silence is one ``MULTI`` over its keys."""
+    return f"{PREFIX}:silences:{_tag(app_id)}"
+
+
+def silenced_alerts(app_id: str, silence_id: str) -> str:
+    """Set of the alert ids one silence held back (``churnwatch silence list`` counts them); it
+    expires with the silence's retention. Silence ids are UUIDs, so the suffix is unambiguous."""
+    return f"{PREFIX}:silences:{_tag(app_id)}:muted:{silence_id}"
+
+
+def slack_message(alert_id: str, receiver: str) -> str:
+    """String (JSON ``{"channel", "ts"}``): where a Slack Web API receiver posted an alert, so its
+    resolution can update that message and reply in its thread; see :mod:`stream.slack_message_refs`.
+
+    Tagged by alert id (a UUID), as refs are looked up by alert id alone; the keys spread over
+    Redis Cluster's slots. ``cw:slack:`` never starts a customer's
+    key (those start ``cw:{``), and the receiver name ends the key, so ``<alert id>:<receiver>`` is
+    unambiguous."""
+    return f"{PREFIX}:slack:{_tag(alert_id)}:{receiver}"

@@ -9,12 +9,15 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHURNWATCH_TOPIC_PARTITIONS", "8")
     monkeypatch.setenv("CHURNWATCH_DEDUPE_TTL", "P3D")
     monkeypatch.setenv("CHURNWATCH_TOPIC_ALERTS", "team.alerts")
-    monkeypatch.setenv("CHURNWATCH_SLACK_WEBHOOK_URL", "https://hooks.example/services/T/B/secret")
+    monkeypatch.setenv("CHURNWATCH_SLACK_WEBHOOK_URL", "https://hooks.example/services/T/B/hush-hush-0042")
+    monkeypatch.setenv("CHURNWATCH_WEBHOOK_SECRET", "signing-key-0042")
+    monkeypatch.setenv("CHURNWATCH_SLACK_BOT_TOKEN", "xoxb-token-0042")
+    monkeypatch.setenv("CHURNWATCH_SLACK_CHANNEL", "#churn")
     settings = Settings()
     assert settings.topic_partitions == 8
     assert settings.dedupe_ttl == timedelta(days=3)
     assert settings.topics.alerts == "team.alerts"
-    assert "secret" not in repr(settings)  # SecretStr keeps the webhook out of logs
+    assert "0042" not in repr(settings)  # SecretStr keeps the webhook, signing key and token out of logs
 
 
 def test_empty_values_switch_features_off(monkeypatch: pytest.MonkeyPatch) -> None:
