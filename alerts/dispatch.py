@@ -14,6 +14,12 @@ sent to no sink; every sink reports ``silenced``, the alert is recorded against 
 logged once, and the result counts as done, so the caller acknowledges the record. The silences are
 read before anything is sent: when they cannot be read the dispatch raises with nothing sent, as for
 the delivery log.
+
+With a routing tree (:mod:`alerts.routing`) an alert goes only to the receivers its routes name;
+without one, to every sink. The notification log stays per receiver, so an alert redelivered after a
+crash reaches no receiver twice. A resolution skips each receiver whose routes all say
+``send_resolved: false`` (outcome ``resolved_not_sent``). A firing alert always reaches at least one
+receiver: the root route matches every alert, so there is no "routed nowhere" to count.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from tenacity import (
 
 from alerts.model import Alert
 from alerts.notifier import Notifier, PermanentDeliveryError, RetryableDeliveryError
+from alerts.routing import Route, route_alert
 from alerts.silence import ActiveSilences, Silence, silence_for
 
 log = logging.getLogger("churnwatch.delivery")
@@ -53,6 +60,8 @@ class DeliveryOutcome(StrEnum):
     FAILED_RETRIES_EXHAUSTED = "failed_retries_exhausted"
     SILENCED = "silenced"
     """Held back by a silence: not sent, and not due again (the record is done with)."""
+    RESOLVED_NOT_SENT = "resolved_not_sent"
+    """A resolution the receiver's routes do not send (``send_resolved: false``): done with, not sent."""
 
 
 class DeliveryLog(Protocol):
@@ -97,14 +106,19 @@ class SinkOutcome:
 class DispatchResult:
     alert_id: str
     outcomes: tuple[SinkOutcome, ...]
-    """One per sink, in the dispatcher's sink order."""
+    """One per sink the alert was routed to (every sink without routes), in the dispatcher's sink order."""
     silenced_by: str | None = None
     """The id of the silence that held the alert back from every sink."""
 
     @property
     def undelivered(self) -> dict[str, SinkOutcome]:
         """Sinks that never got the alert, by name: what the caller dead-letters."""
-        done = (DeliveryOutcome.DELIVERED, DeliveryOutcome.DUPLICATE, DeliveryOutcome.SILENCED)
+        done = (
+            DeliveryOutcome.DELIVERED,
+            DeliveryOutcome.DUPLICATE,
+            DeliveryOutcome.SILENCED,
+            DeliveryOutcome.RESOLVED_NOT_SENT,
+        )
         return {o.sink: o for o in self.outcomes if o.outcome not in done}
 
     @property
@@ -128,15 +142,25 @@ class AlertDispatcher:
         silences: ActiveSilences | None = None,
         team_of: Callable[[str], str | None] = lambda rule_id: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        routes: Route | None = None,
     ) -> None:
         """``silences`` unset: nothing is ever silenced. ``team_of`` gives a rule's owner team (for
-        ``team`` matchers: the alert does not carry it). ``clock`` is the wall clock silences are
-        judged at (delivery time, not the alert's event time: a silence mutes what is sent now)."""
+        ``team`` matchers of silences and routes: the alert does not carry it). ``clock`` is the wall
+        clock silences are judged at (delivery time, not the alert's event time: a silence mutes what
+        is sent now). ``routes`` unset: every sink gets every alert; set, each receiver it names must
+        be one of the sinks (by name)."""
         names = [n.name for n in notifiers]
         if len(set(names)) != len(names):
             raise ValueError(f"sink names must be unique (they key the delivery log): {names}")
         if attempts < 1:
             raise ValueError("attempts must be >= 1")
+        if routes is not None:
+            if routes.receiver is None:
+                raise ValueError("the root route needs a receiver")
+            unknown = sorted({r.receiver for _, r in routes.walk() if r.receiver is not None} - set(names))
+            if unknown:
+                raise ValueError(f"routes name receivers that are no sink: {unknown} (sinks: {names})")
+        self._routes = routes
         self._notifiers = tuple(notifiers)
         self._log = delivery_log
         self._attempts = attempts
@@ -152,31 +176,45 @@ class AlertDispatcher:
         return tuple(n.name for n in self._notifiers)
 
     async def dispatch(self, alert: Alert) -> DispatchResult:
-        """Deliver to every sink that does not have the alert yet.
+        """Deliver to every sink the alert is routed to that does not have it yet.
 
         Raises whatever the silences or the delivery log raise when they cannot be read; nothing has
         been sent then, so the caller can retry the whole alert later.
         """
-        silence = await self._silence_of(alert)
+        team = self._team_of(alert.rule_id)
+        targets, declined = self._targets(alert, team)
+        silence = await self._silence_of(alert, team)
         if silence is not None:
-            return self._silenced(alert, silence)
-        seen = await asyncio.gather(*(self._log.already_delivered(alert, n.name) for n in self._notifiers))
-        outcomes = await asyncio.gather(
-            *(
-                self._duplicate(n.name) if dup else self._deliver(n, alert)
-                for n, dup in zip(self._notifiers, seen, strict=True)
-            )
+            return self._silenced(alert, silence, targets)
+        seen = await asyncio.gather(*(self._log.already_delivered(alert, n.name) for n in targets))
+        tried = await asyncio.gather(
+            *(self._duplicate(n.name) if dup else self._deliver(n, alert) for n, dup in zip(targets, seen, strict=True))
         )
+        by_sink = {o.sink: o for o in tried}
+        by_sink.update({name: SinkOutcome(name, DeliveryOutcome.RESOLVED_NOT_SENT, 0.0, 0) for name in declined})
+        outcomes = tuple(by_sink[n.name] for n in self._notifiers if n.name in by_sink)
         for outcome in outcomes:
             self._report(outcome)
-        return DispatchResult(alert_id=alert.alert_id, outcomes=tuple(outcomes))
+        return DispatchResult(alert_id=alert.alert_id, outcomes=outcomes)
 
-    async def _silence_of(self, alert: Alert) -> Silence | None:
+    def _targets(self, alert: Alert, team: str | None) -> tuple[tuple[Notifier, ...], frozenset[str]]:
+        """The sinks ``alert`` goes to, in sink order, and the receivers its routes matched that do
+        not send resolutions. Two routes naming one receiver send it once; a resolution goes to a
+        receiver if any of its matching routes sends resolutions."""
+        if self._routes is None:
+            return self._notifiers, frozenset()
+        matches = route_alert(self._routes, alert, team=team)
+        resolved = alert.status == "resolved"
+        wanted = {m.receiver for m in matches if not resolved or m.settings.send_resolved}
+        declined = frozenset(m.receiver for m in matches) - wanted
+        return tuple(n for n in self._notifiers if n.name in wanted), declined
+
+    async def _silence_of(self, alert: Alert, team: str | None) -> Silence | None:
         if self._silences is None:
             return None
         silences = await self._silences.current(self._clock())
         now = self._clock()  # after the read, which may have waited for Redis
-        silence = silence_for(alert, silences, now, team=self._team_of(alert.rule_id))
+        silence = silence_for(alert, silences, now, team=team)
         if silence is not None:
             try:
                 await self._silences.record_silenced(silence, alert)
@@ -184,9 +222,9 @@ class AlertDispatcher:
                 log.warning("alert %s: could not record it against silence %s", alert.alert_id, silence.id)
         return silence
 
-    def _silenced(self, alert: Alert, silence: Silence) -> DispatchResult:
+    def _silenced(self, alert: Alert, silence: Silence, targets: Sequence[Notifier]) -> DispatchResult:
         log.info(
-            "%s %s (customer %s, rule %s, %s) silenced by %s until %s (%s, by %s): sent to no sink",
+            "%s %s (customer %s, rule %s, %s) silenced by %s until %s (%s, by %s): sent to no receiver",
             "resolution" if alert.status == "resolved" else "alert",
             alert.alert_id,
             alert.customer_id,
@@ -197,7 +235,7 @@ class AlertDispatcher:
             silence.describe(),
             silence.created_by,
         )
-        outcomes = tuple(SinkOutcome(n.name, DeliveryOutcome.SILENCED, 0.0, 0) for n in self._notifiers)
+        outcomes = tuple(SinkOutcome(n.name, DeliveryOutcome.SILENCED, 0.0, 0) for n in targets)
         for outcome in outcomes:
             self._report(outcome)
         return DispatchResult(alert_id=alert.alert_id, outcomes=outcomes, silenced_by=silence.id)

@@ -7,6 +7,7 @@ purchase after an absence alert); a resolution names the alert it resolves in ``
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Literal
 
@@ -79,8 +80,12 @@ class Alert(BaseModel):
         trigger_event_id: str,
         trigger_topic: str,
         detected_at: datetime,
+        customer: Mapping[str, EvidenceValue] | None = None,
     ) -> Alert:
-        """The customer came back: resolves the alert of that claim (its id is derived the same way)."""
+        """The customer came back: resolves the alert of that claim (its id is derived the same way).
+
+        ``customer``: who they are as they come back (the figures an alert carries), so that routes
+        and silences on those figures take the resolution where they took the alert."""
         firing = alert_id_for(customer_id, rule_id, claim_key)
         silent_days = round((returned_at - alerted_at).total_seconds() / 86400, 1)
         return cls(
@@ -91,6 +96,7 @@ class Alert(BaseModel):
             message=f"Resolved: the customer came back on {returned_at.date().isoformat()}, "
             f"{silent_days:g} days after the alert.",
             evidence={"returned_at": returned_at.isoformat(), "alerted_at": alerted_at.isoformat()},
+            customer=dict(customer or {}),
             evaluated_at=returned_at,
             detected_at=detected_at,
             trigger_event_id=trigger_event_id,

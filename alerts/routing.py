@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
@@ -33,76 +33,12 @@ from pydantic import (
 )
 
 from alerts.model import Alert
+from alerts.receivers import RECEIVER_TYPES as RECEIVER_TYPES
+from alerts.receivers import Receiver, ReceiverName
 from rules.base import Duration, EvidenceValue, RuleId, Severity, format_duration
 from rules.ruleset import RuleConfigError, RuleProblem
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
-EnvName = Annotated[
-    str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Environment variable that holds the secret")
-]
-ReceiverName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-_INLINE_SECRETS = {"url": "url_env", "token": "token_env", "signing_secret": "signing_secret_env"}
-
-
-class _Receiver(BaseModel):
-    model_config = _FROZEN
-
-    name: ReceiverName
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_inline_secret(cls, data: Any) -> Any:
-        """A URL or token written into the file would be committed with it: say where it belongs."""
-        if isinstance(data, dict):
-            for key, env in _INLINE_SECRETS.items():
-                if key in data and env in cls.model_fields:
-                    raise ValueError(
-                        f"'{key}' would put a secret in the file: name its environment variable in '{env}'"
-                    )
-        return data
-
-
-class SlackWebhookReceiver(_Receiver):
-    """A Slack incoming webhook (posts to the channel it was created for)."""
-
-    type: Literal["slack_webhook"]
-    url_env: EnvName
-
-
-class SlackApiReceiver(_Receiver):
-    """Slack's Web API (``chat.postMessage`` with a bot token), so messages can be updated and threaded."""
-
-    type: Literal["slack_api"]
-    token_env: EnvName
-    channel: str = Field(min_length=1, description="'#name' or a channel id such as C0123456789")
-
-
-class WebhookReceiver(_Receiver):
-    """A generic HTTP endpoint; with ``signing_secret_env`` the body is signed (HMAC-SHA256)."""
-
-    type: Literal["webhook"]
-    url_env: EnvName
-    signing_secret_env: EnvName | None = None
-
-
-class KafkaReceiver(_Receiver):
-    """A Kafka topic, for systems (a CRM, a data warehouse) that consume alerts themselves."""
-
-    type: Literal["kafka"]
-    topic: str = Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")
-
-
-class LogReceiver(_Receiver):
-    """The worker's log."""
-
-    type: Literal["log"]
-
-
-Receiver = Annotated[
-    SlackWebhookReceiver | SlackApiReceiver | WebhookReceiver | KafkaReceiver | LogReceiver,
-    Field(discriminator="type"),
-]
-RECEIVER_TYPES = ("slack_webhook", "slack_api", "webhook", "kafka", "log")
 
 
 def _one_or_many(value: Any) -> Any:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from typing import Any
 
 import aiohttp
 from aiolimiter import AsyncLimiter
@@ -45,6 +46,20 @@ from alerts.slack_format import slack_blocks
 
 SDK_LOGGER = "churnwatch.delivery.slack_sdk"
 """Pinned at WARNING: below that, slack_sdk logs the webhook URL. Not under ``churnwatch.alerts`` (the alert feed)."""
+
+
+def sdk_client_options(*, connection_retries: int, rate_limit_retries: int, max_retry_after: float) -> dict[str, Any]:
+    """The logger and retry handlers every slack_sdk client of churnwatch gets (see the module
+    docstring): a logger that cannot leak the URL or token, and waits the dispatcher bounds."""
+    sdk_logger = logging.getLogger(SDK_LOGGER)
+    sdk_logger.setLevel(logging.WARNING)
+    return {
+        "logger": sdk_logger,
+        "retry_handlers": [
+            AsyncConnectionErrorRetryHandler(max_retry_count=connection_retries),
+            _RetryAfterHandler(max_retry_count=rate_limit_retries, max_wait=max_retry_after),
+        ],
+    }
 
 
 class SlackNotifier:
@@ -74,17 +89,15 @@ class SlackNotifier:
         self._url = webhook_url.get_secret_value()
         self._timeout = timeout
         self._limiter = AsyncLimiter(max_rate=burst, time_period=burst / messages_per_second)
-        sdk_logger = logging.getLogger(SDK_LOGGER)
-        sdk_logger.setLevel(logging.WARNING)
         self._client = AsyncWebhookClient(
             url=self._url,
             timeout=timeout,
             session=session,
-            logger=sdk_logger,
-            retry_handlers=[
-                AsyncConnectionErrorRetryHandler(max_retry_count=connection_retries),
-                _RetryAfterHandler(max_retry_count=rate_limit_retries, max_wait=max_retry_after),
-            ],
+            **sdk_client_options(
+                connection_retries=connection_retries,
+                rate_limit_retries=rate_limit_retries,
+                max_retry_after=max_retry_after,
+            ),
         )
 
     @property

@@ -8,6 +8,10 @@ characters that respected every per-block limit.
 
 Customer ids, messages and evidence come from events and rule files, so they are escaped for
 mrkdwn (``&``, ``<``, ``>``): ``<!channel>`` in a customer id must not ping a channel.
+
+With ``buttons=True`` (the Web API receiver's messages, which churnwatch can update) a firing alert
+ends in an ``actions`` block of feedback buttons (:mod:`alerts.feedback`); an incoming webhook's
+message gets none, as nobody could answer its clicks.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+from alerts.feedback import ACTIONS_BLOCK_ID, action_elements, button_value
 from alerts.model import Alert
 from rules.base import EvidenceValue, Severity
 
@@ -56,8 +61,9 @@ def _customer_fields(alert: Alert) -> list[tuple[str, EvidenceValue]]:
     ]
 
 
-def slack_blocks(alert: Alert) -> dict[str, Any]:
-    """The incoming-webhook payload (``text`` + ``blocks``) for one alert."""
+def slack_blocks(alert: Alert, *, buttons: bool = False) -> dict[str, Any]:
+    """The message (``text`` + ``blocks``) for one alert; ``buttons`` adds the feedback buttons to a
+    firing alert (an alert whose ids are too long to carry gets none)."""
     customer = escape(alert.customer_id) or "-"
     rule = escape(alert.rule_id)
     message = escape(alert.message.strip()) or "(no message)"
@@ -104,6 +110,9 @@ def slack_blocks(alert: Alert) -> dict[str, Any]:
         blocks[-1]["elements"][0]["text"] = truncate(
             f"Resolves alert `{escape(alert.resolves)}` · detected {_when(alert.detected_at)}", _CONTEXT_MAX
         )
+    value = button_value(alert.alert_id, alert.rule_id, alert.customer_id) if buttons else None
+    if value is not None and alert.status == "firing":
+        blocks.append({"type": "actions", "block_id": ACTIONS_BLOCK_ID, "elements": action_elements(value)})
     label = "RESOLVED" if alert.status == "resolved" else severity
     fallback = truncate(f"[{label}] {rule} · customer {customer}: {message}", _FALLBACK_MAX)
     return {"text": fallback, "blocks": blocks[:BLOCKS_MAX]}

@@ -9,6 +9,11 @@ acts on it from the channel any more, and a reply in its thread notifies whoever
 edit notifies nobody). When the original is unknown (posted before this receiver was set up, or
 forgotten) or was deleted in Slack, the resolution is posted as a new message instead.
 
+A firing alert's message carries the feedback buttons (Acknowledge, Snooze 7 days, False alarm,
+Customer saved; :mod:`alerts.feedback`) unless ``buttons=False``: their clicks reach churnwatch's
+interactivity endpoint (:mod:`stream.slack_interactions`), which updates the message itself through
+the click's ``response_url``. A resolution replaces the message with one without buttons.
+
 A remembered alert id also means "already posted": an alert delivered again because its
 delivery-log mark was lost is not posted a second time.
 
@@ -37,7 +42,6 @@ import aiohttp
 from aiolimiter import AsyncLimiter
 from pydantic import SecretStr
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
@@ -50,7 +54,7 @@ from alerts.notifier import (
     parse_retry_after,
     redact,
 )
-from alerts.slack import SDK_LOGGER, _RetryAfterHandler
+from alerts.slack import sdk_client_options
 from alerts.slack_format import slack_blocks
 
 log = logging.getLogger("churnwatch.delivery.slack_web")
@@ -86,30 +90,31 @@ class SlackWebApiNotifier:
         rate_limit_retries: int = 1,
         connection_retries: int = 1,
         session: aiohttp.ClientSession | None = None,
+        buttons: bool = True,
     ) -> None:
-        """``base_url`` is Slack's API unless a test points it elsewhere; ``session`` as in :class:`SlackNotifier`."""
+        """``base_url`` is Slack's API unless a test points it elsewhere; ``session`` as in :class:`SlackNotifier`;
+        ``buttons=False`` posts alerts without the feedback buttons (no interactivity endpoint set up)."""
         if messages_per_second <= 0 or burst < 1:
             raise ValueError("messages_per_second must be > 0 and burst >= 1")
         if not channel:
             raise ValueError("a channel is required")
         self._name = name
+        self._buttons = buttons
         self._channel = channel
         self._refs = refs
         self._token = token.get_secret_value()
         self._timeout = timeout
         self._limiter = AsyncLimiter(max_rate=burst, time_period=burst / messages_per_second)
-        sdk_logger = logging.getLogger(SDK_LOGGER)
-        sdk_logger.setLevel(logging.WARNING)
         self._client = AsyncWebClient(
             token=self._token,
             base_url=base_url,
             timeout=timeout,
             session=session,
-            logger=sdk_logger,
-            retry_handlers=[
-                AsyncConnectionErrorRetryHandler(max_retry_count=connection_retries),
-                _RetryAfterHandler(max_retry_count=rate_limit_retries, max_wait=max_retry_after),
-            ],
+            **sdk_client_options(
+                connection_retries=connection_retries,
+                rate_limit_retries=rate_limit_retries,
+                max_retry_after=max_retry_after,
+            ),
         )
 
     @property
@@ -122,7 +127,7 @@ class SlackWebApiNotifier:
     async def notify(self, alert: Alert) -> None:
         if await self._lookup(alert.alert_id) is not None:
             return  # posted before: a redelivery whose delivery-log mark was lost
-        payload = slack_blocks(alert)
+        payload = slack_blocks(alert, buttons=self._buttons)
         original = None
         if alert.status == "resolved" and alert.resolves is not None:
             original = await self._lookup(alert.resolves)

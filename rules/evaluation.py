@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from rules.aggregates import CATALOG_BY_NAME
-from rules.base import Finding, RuleBase, Verdict
+from rules.base import EvidenceValue, Finding, RuleBase, Verdict
 from rules.cel import compile_condition, evidence_value
 from rules.context import EvaluationContext
 from rules.state import CustomerState
@@ -60,8 +60,13 @@ def _finding(rule: RuleBase, ctx: EvaluationContext, verdict: Verdict) -> Findin
         evidence=verdict.evidence,
         cooldown=rule.cooldown,
         episode=verdict.episode,
-        customer={name: evidence_value(ctx.aggregates[name]) for name in CUSTOMER_CONTEXT},
+        customer=customer_context(ctx),
     )
+
+
+def customer_context(ctx: EvaluationContext) -> dict[str, EvidenceValue]:
+    """The :data:`CUSTOMER_CONTEXT` figures of ``ctx``: what an alert (and its resolution) carries."""
+    return {name: evidence_value(ctx.aggregates[name]) for name in CUSTOMER_CONTEXT}
 
 
 def evaluate_rule(rule: RuleBase, state: CustomerState, now: datetime) -> Finding | None:

@@ -11,6 +11,7 @@ import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import faust
 from faust.types import TP
@@ -20,6 +21,8 @@ from redis.asyncio import Redis
 
 from alerts.log_sink import LogNotifier
 from alerts.notifier import Notifier
+from alerts.receivers import build_receiver
+from alerts.routing import RoutesConfig
 from alerts.slack import SlackNotifier
 from alerts.slack_web import SlackWebApiNotifier
 from alerts.webhook import WebhookNotifier
@@ -36,9 +39,12 @@ from stream.pending_ledger import RedisPendingLedger
 from stream.processor import EventProcessor
 from stream.progress import InputProgress
 from stream.quarantine import Quarantine, RedisQuarantineLedger
+from stream.receiver_resources import WorkerReceiverResources
 from stream.rules_reload import ActiveRules, RuleReloader
 from stream.settings import Settings
 from stream.silence_store import CachedSilences, RedisSilenceStore, rule_owner
+from stream.slack_interactions import PATH as SLACK_INTERACTIONS_PATH
+from stream.slack_interactions import build_interactions
 from stream.slack_message_refs import RedisMessageRefs
 from stream.state_guard import build_state_guard
 from stream.windows.store import RedisWindowStore
@@ -69,7 +75,15 @@ def _record_of(event: faust.EventT[bytes]) -> SourceRecord:
     return SourceRecord(message.topic, message.partition, message.offset, message.key, message.value)
 
 
-def build_notifiers(settings: Settings) -> list[Notifier]:
+def build_notifiers(
+    settings: Settings, routes: RoutesConfig | None = None, *, kafka_topic: Callable[[str], Any] | None = None
+) -> list[Notifier]:
+    """With ``routes``: one notifier per receiver of the file, named after it (the registry in
+    :mod:`alerts.receivers` builds each); raises :class:`~alerts.receivers.MissingSecret` for an unset
+    secret. Without: the notifiers the settings configure, each named after its kind."""
+    if routes is not None:
+        resources = WorkerReceiverResources(settings, kafka_topic=kafka_topic)
+        return [build_receiver(receiver, resources) for receiver in routes.receivers]
     notifiers: list[Notifier] = [LogNotifier()]
     if settings.slack_webhook_url is not None:
         notifiers.append(
@@ -88,6 +102,7 @@ def build_notifiers(settings: Settings) -> list[Notifier]:
                 refs,
                 name="slack_web",
                 messages_per_second=settings.slack_messages_per_second,
+                buttons=settings.slack_signing_secret is not None,  # only with the endpoint that answers them
             )
         )
     return notifiers
@@ -116,7 +131,14 @@ def _owned_partitions(app: faust.App, topic: str) -> list[int]:
     return sorted(tp.partition for tp in assigned if tp.topic == topic)
 
 
-def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegistry | None = None) -> Worker:
+def build_app(
+    settings: Settings,
+    rule_set: RuleSet,
+    *,
+    registry: CollectorRegistry | None = None,
+    routes: RoutesConfig | None = None,
+) -> Worker:
+    """``routes``: the validated routes file (``CHURNWATCH_ROUTES_FILE``); None sends every alert to every notifier."""
     registry = registry or CollectorRegistry()
     ProcessCollector(registry=registry)
     metrics = Metrics(registry)
@@ -175,7 +197,7 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
         progress=InputProgress(topics.events, tolerance=settings.input_skew_tolerance, highwater=_highwater_of(app)),
     )
     delivery = AlertDelivery(
-        build_notifiers(settings),
+        build_notifiers(settings, routes, kafka_topic=lambda name: _raw_topic(app, name)),
         RedisDeliveryLog(store),
         dead_letter_sink,
         metrics,
@@ -183,6 +205,7 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
         backoff_max=settings.delivery_backoff_max.total_seconds(),
         silences=CachedSilences(RedisSilenceStore(redis, settings.app_id)),
         team_of=rule_owner(active),
+        routes=None if routes is None else routes.route,
     )
 
     # concurrency=1: faust can commit past an in-flight message with concurrency > 1 (faust #606).
@@ -224,6 +247,18 @@ def build_app(settings: Settings, rule_set: RuleSet, *, registry: CollectorRegis
         if state_problem is not None:
             return web.json(state_problem, status=503)
         return web.json({"status": "ready", "rule_set": active().version})
+
+    interactions = build_interactions(settings, redis, metrics)  # with CHURNWATCH_SLACK_SIGNING_SECRET only
+    if interactions is not None:
+        handle_interaction = interactions.handle
+
+        @app.page(SLACK_INTERACTIONS_PATH)
+        class SlackInteractionsPage(faust.web.View):
+            """The feedback buttons' clicks (stream/slack_interactions.py); the raw body, as it was signed."""
+
+            async def post(self, request: faust.web.Request) -> faust.web.Response:
+                reply = await handle_interaction(await request.read(), request.headers)
+                return self.json(reply.body, status=reply.status)
 
     @app.timer(0.25)  # type: ignore[untyped-decorator]  # faust does not type its decorators
     async def run_deferred_evaluations() -> None:

@@ -19,6 +19,7 @@ from stream.settings import Settings
 from stream.silence_cli import silence
 
 if TYPE_CHECKING:
+    from alerts.routing import RoutesConfig
     from stream.quarantine import RedisQuarantineLedger
 
 T = TypeVar("T")
@@ -39,6 +40,26 @@ def _load_rules_or_exit(path: Path) -> RuleSet:
         sys.exit(2)
 
 
+def _load_routes_or_exit(path: Path) -> RoutesConfig:
+    """The routes file, refused as ``routes check`` refuses it (the same problems, exit 2), and also
+    when a receiver's secret variable is unset: a receiver that could never send would fail every alert."""
+    from alerts.routing import RoutesConfigError, load_routes
+    from stream.receiver_resources import missing_secrets
+    from stream.settings import secrets_dir
+
+    try:
+        config = load_routes(path)
+        problems = list(missing_secrets(config, str(path), directory=secrets_dir()))
+    except RoutesConfigError as exc:
+        problems = list(exc.problems)
+    if problems:
+        click.echo(f"churnwatch: invalid routes file {path}; refusing to start:", err=True)
+        for problem in problems:
+            click.echo(f"  {problem}", err=True)
+        sys.exit(2)
+    return config
+
+
 @main.command()
 @click.option("--rules", "rules_dir", type=click.Path(path_type=Path), help="Rule file or directory")
 @click.option("--loglevel", default="info", show_default=True)
@@ -55,12 +76,14 @@ def worker(rules_dir: Path | None, loglevel: str) -> None:
     if rules_dir is not None:
         settings = settings.model_copy(update={"rules_dir": rules_dir})
     rule_set = _load_rules_or_exit(settings.rules_dir)
+    routes = None if settings.routes_file is None else _load_routes_or_exit(settings.routes_file)
     asyncio.run(ensure_topics(settings))
-    built = build_app(settings, rule_set)
+    built = build_app(settings, rule_set, routes=routes)
     click.echo(
         f"churnwatch worker: kafka {describe_kafka(settings)}, redis {describe_redis(settings)}, "
         f"{len(built.rules().enabled)} rules (set {built.rules().version}), "
-        f"metrics http://{settings.web_host}:{settings.web_port}/metrics"
+        + ("" if routes is None else f"routes {settings.routes_file} ({len(routes.receivers)} receivers), ")
+        + f"metrics http://{settings.web_host}:{settings.web_port}/metrics"
     )
     bound = settings.shutdown_timeout.total_seconds()
     BoundedWorker(built.app, loglevel=loglevel, quiet=True, shutdown_timeout=bound).execute_from_commandline()
@@ -152,6 +175,16 @@ def rules_aggregates(markdown: bool) -> None:
     width = max(len(a.name) for a in CATALOG)
     for aggregate in CATALOG:
         click.echo(f"{aggregate.name:<{width}}  {aggregate.cel_type:<6}  {aggregate.description}")
+
+
+@rules.command("stats")
+@click.option("--since", "since", default="30d", show_default=True, help="The period: 7d, 30d, 12w, …")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array: per rule, alerts and counts per outcome")
+def rules_stats(since: str, as_json: bool) -> None:
+    """Per rule: alerts answered with the Slack buttons over the period, and the share of each verdict."""
+    from stream.feedback_cli import print_rule_stats
+
+    print_rule_stats(since, as_json)
 
 
 @main.command()

@@ -19,7 +19,9 @@ is neither. To that end:
   alert is never sent because its silences could not be read, nor dropped); a silenced alert or
   resolution reaches no sink, is counted in ``churnwatch_alerts_silenced_total{rule,status}`` and
   is acknowledged like a delivered one. Recording it against its silence (``silence_record``)
-  stalls on an outage too; a refusal of another kind is logged and the alert still counts silenced.
+  stalls on an outage too; a refusal of another kind is logged and the alert still counts silenced;
+- with routes (``CHURNWATCH_ROUTES_FILE``) an alert goes only to the receivers its routes name (see
+  :mod:`alerts.dispatch`); "every sink" above means every sink it is routed to.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pydantic import ValidationError
 from alerts.dispatch import AlertDispatcher, DeliveryLog
 from alerts.model import Alert
 from alerts.notifier import Notifier
+from alerts.routing import Route
 from alerts.silence import ActiveSilences, Silence
 from stream.contracts import DeadLetterSink, SourceRecord
 from stream.metrics import Metrics
@@ -44,7 +47,7 @@ log = logging.getLogger("churnwatch.delivery")
 
 class Handled(StrEnum):
     DELIVERED = "delivered"
-    """Every sink has the alert (now or from an earlier delivery)."""
+    """Every sink it is routed to has the alert (now or from an earlier delivery)."""
     DEAD_LETTERED = "dead_lettered"
     SILENCED = "silenced"
     """A silence held it back from every sink; counted, and done with."""
@@ -121,11 +124,13 @@ class AlertDelivery:
         retry_max_seconds: float = DEFAULT_MAX_WAIT,
         silences: ActiveSilences | None = None,
         team_of: Callable[[str], str | None] = lambda rule_id: None,
+        routes: Route | None = None,
     ) -> None:
         """``attempts`` and ``backoff_max`` bound each sink's own retries (see
         :class:`alerts.dispatch.AlertDispatcher`); ``retry_max_seconds`` caps the wait between
         attempts at an unavailable Redis or Kafka, which are retried for as long as they are down.
-        ``silences`` unset: nothing is silenced; ``team_of`` names a rule's owner, for silences by team."""
+        ``silences`` unset: nothing is silenced; ``team_of`` names a rule's owner, for silences and
+        routes by team. ``routes`` unset: every sink gets every alert."""
         self._dead_letters = dead_letters
         self._metrics = metrics
         self._retry_max = retry_max_seconds
@@ -137,6 +142,7 @@ class AlertDelivery:
             on_outcome=metrics.record_delivery,
             silences=None if silences is None else _StallingSilences(silences, metrics, retry_max_seconds),
             team_of=team_of,
+            routes=routes,
         )
 
     @property

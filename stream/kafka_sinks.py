@@ -1,4 +1,4 @@
-"""Kafka adapters for the processor's outbound roles: the alerts topic and the dead-letter topic."""
+"""Kafka adapters for the outbound roles: the alerts topic, the dead-letter topic, and ``kafka`` receivers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import hashlib
 from typing import Any
 
 from alerts.model import Alert
+from alerts.notifier import RetryableDeliveryError
 from stream.contracts import SourceRecord
+from stream.retrying import PUBLISH_ERRORS
 
 DLQ_HEADER_PREFIX = "churnwatch."
 DETAIL_MAX_BYTES = 4096
@@ -30,6 +32,28 @@ class KafkaAlertPublisher:
             key=alert.customer_id.encode(), value=alert.model_dump_json().encode(), force=True
         )
         await sent  # wait for the broker's ack: only then is the alert durable
+
+
+class KafkaAlertNotifier:
+    """A ``kafka`` receiver: the alert JSON on its topic, keyed by customer, as on the alerts topic.
+
+    A delivery counts only once the broker acknowledged it (the publisher waits for the ack), so the
+    notification log never marks an alert the topic does not hold. A broker that is down or does not
+    acknowledge is retryable: the dispatcher retries it within its attempts, then dead-letters it."""
+
+    def __init__(self, topic: Any, *, name: str) -> None:
+        self._publisher = KafkaAlertPublisher(topic)
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def notify(self, alert: Alert) -> None:
+        try:
+            await self._publisher.publish(alert)
+        except PUBLISH_ERRORS as exc:
+            raise RetryableDeliveryError(self._name, f"{type(exc).__name__}: {exc}") from None
 
 
 class KafkaDeadLetterSink:

@@ -100,6 +100,20 @@ class Metrics:
             ["rule", "status"],
             registry=registry,
         )
+        self.alert_feedback = Counter(
+            "churnwatch_alert_feedback_total",
+            "Answers given with an alert's Slack buttons, by rule and outcome (acknowledged, snoozed, false_alarm, "
+            "saved); a person's repeated answer (or Slack's retry) is counted once.",
+            ["rule", "outcome"],
+            registry=registry,
+        )
+        self.slack_requests_rejected = Counter(
+            "churnwatch_slack_requests_rejected_total",
+            "Requests to the Slack interactivity endpoint refused, by reason (unsigned, bad_timestamp, "
+            "stale_timestamp, bad_signature: 401; bad_payload: 400).",
+            ["reason"],
+            registry=registry,
+        )
         self.alert_delivery = Histogram(
             "churnwatch_alert_delivery_seconds",
             "Time to deliver one alert to one sink, retries included.",

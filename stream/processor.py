@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import NamedTuple, TypeVar
@@ -36,9 +36,9 @@ from typing import NamedTuple, TypeVar
 from prometheus_client import Counter, Histogram
 
 from alerts.model import Alert, ledger_id
-from rules.base import Finding, Mode, RuleBase
+from rules.base import EvidenceValue, Finding, Mode, RuleBase
 from rules.context import EvaluationContext
-from rules.evaluation import findings_in, next_due_in
+from rules.evaluation import customer_context, findings_in, next_due_in
 from rules.ruleset import RuleSet
 from rules.state import CustomerState
 from stream.contracts import AlertPublisher, DeadLetterSink, SourceRecord, WindowStore
@@ -206,7 +206,7 @@ class EventProcessor:
             if update.outcome is not UpdateOutcome.LATE:
                 counted[event.customer_id] = (record, event, update)
                 returns.append((event, record.topic))
-        await self._resolve_returns(returns)
+        await self._resolve_returns(returns, {cid: update for cid, (_, _, update) in counted.items()})
         for customer_id, (record, event, update) in counted.items():
             trigger = Trigger(customer_id, event.event_id, record.topic, record.partition)
             await self._evaluate_or_queue(trigger, update)
@@ -277,7 +277,9 @@ class EventProcessor:
             }
         return rules
 
-    async def _resolve_returns(self, returns: Sequence[tuple[EventBase, str]]) -> None:
+    async def _resolve_returns(
+        self, returns: Sequence[tuple[EventBase, str]], states: Mapping[str, WindowUpdate]
+    ) -> None:
         """Customers who come back resolve their open absence alerts (those sent before their event):
         one resolution per alert, published at least once under a stable id, for the first of the
         batch's events (arrival order) that resolves it. A redelivered event publishes again only what
@@ -300,11 +302,22 @@ class EventProcessor:
                     if (cid, open_alert.rule_id, open_alert.claim_key) in published:
                         continue  # pending since an earlier event of this batch resolved it
                     published.add((cid, open_alert.rule_id, open_alert.claim_key))
-                    await self._publish_resolution(event, topic, rules[open_alert.rule_id], open_alert)
+                    state = states[cid].state  # after the batch, at their latest event, as they are judged next
+                    context = customer_context(EvaluationContext(state, state.watermark or event.occurred_at))
+                    await self._publish_resolution(event, topic, rules[open_alert.rule_id], open_alert, context)
             except Exception as exc:  # the event counted; the next one of this customer tries again
                 await self._retrying("quarantine", partial(self._quarantine.failed, cid, "resolve", exc))
 
-    async def _publish_resolution(self, event: EventBase, topic: str, rule: RuleBase, open_alert: OpenAlert) -> None:
+    async def _publish_resolution(
+        self,
+        event: EventBase,
+        topic: str,
+        rule: RuleBase,
+        open_alert: OpenAlert,
+        customer: dict[str, EvidenceValue],
+    ) -> None:
+        """``customer``: the figures a firing alert carries (``CUSTOMER_CONTEXT``), at the customer's
+        return, so a route or silence on them (a VIP channel) takes the resolution too."""
         cid = event.customer_id
         resolution = Alert.resolution(
             customer_id=cid,
@@ -316,6 +329,7 @@ class EventProcessor:
             trigger_event_id=event.event_id,
             trigger_topic=topic,
             detected_at=self._clock(),
+            customer=customer,
         )
         await self._retrying("publish", partial(self._publisher.publish, resolution), retry_on=_PUBLISH_ERRORS)
         confirm = partial(self._store.confirm_resolved, cid, open_alert.rule_id, open_alert.claim_key)

@@ -193,6 +193,11 @@ class Settings(BaseSettings):
     slack_channel: str | None = Field(
         default=None, description="Channel the bot posts alerts to (name or id; the bot must be a member)"
     )
+    slack_signing_secret: SecretStr | None = Field(
+        default=None,
+        description="The Slack app's signing secret: serves POST /slack/interactions (the feedback buttons), "
+        "verifying every request's X-Slack-Signature; empty = no endpoint",
+    )
 
     @field_validator(
         "slack_webhook_url",
@@ -200,6 +205,7 @@ class Settings(BaseSettings):
         "webhook_secret",
         "slack_bot_token",
         "slack_channel",
+        "slack_signing_secret",
         "alert_max_lag",
         mode="before",
     )

@@ -83,14 +83,26 @@ class RecordingNotifier:
 
 @dataclass
 class RecordingTopic:
-    """Stands in for a faust topic: records each ``send`` and acknowledges it at once."""
+    """Stands in for a faust topic: records each ``send`` and acknowledges it (at once, by default)."""
 
     sent: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]] = field(default_factory=list)
 
+    acked: bool = True
+    """False: the broker's acks wait until the test resolves ``pending``."""
+    pending: list[asyncio.Future[None]] = field(default_factory=list)
+
     async def send(
-        self, *, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]], force: bool = False
+        self,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+        force: bool = False,
     ) -> asyncio.Future[None]:
-        self.sent.append((key, value, headers))
+        self.sent.append((key, value, headers or []))
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
+        if self.acked:
+            done.set_result(None)
+        else:
+            self.pending.append(done)
         return done

@@ -115,3 +115,18 @@ def slack_message(alert_id: str, receiver: str) -> str:
     key (those start ``cw:{``), and the receiver name ends the key, so ``<alert id>:<receiver>`` is
     unambiguous."""
     return f"{PREFIX}:slack:{_tag(alert_id)}:{receiver}"
+
+
+def alert_feedback(app_id: str, alert_id: str) -> str:
+    """Hash of the answers given with one alert's Slack buttons: ``user:<Slack user id>`` -> the
+    latest answer (JSON), ``alert`` -> its rule and customer; see :mod:`stream.feedback_store`.
+
+    Tagged by app id, as the silences are: one script updates it and :func:`feedback_index`
+    atomically, so they share a slot. Feedback is people clicking (a few a minute at most), which
+    one node carries easily. Alert ids are UUIDs, so the suffix is unambiguous."""
+    return f"{PREFIX}:feedback:{_tag(app_id)}:alert:{alert_id}"
+
+
+def feedback_index(app_id: str) -> str:
+    """Sorted set: alert id -> when its latest answer was given (epoch ms), for ``churnwatch rules stats``."""
+    return f"{PREFIX}:feedback:{_tag(app_id)}:index"

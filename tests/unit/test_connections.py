@@ -334,7 +334,7 @@ def test_the_worker_startup_line_shows_how_it_connects_but_no_secret(
         return []
 
     monkeypatch.setattr(stream.topics, "ensure_topics", no_topics)
-    monkeypatch.setattr(stream.app, "build_app", lambda settings, rule_set: _BuiltWorker(app=None))
+    monkeypatch.setattr(stream.app, "build_app", lambda settings, rule_set, **_: _BuiltWorker(app=None))
     monkeypatch.setattr(stream.lifecycle, "BoundedWorker", _NoRun)
     (tmp_path / "churnwatch_kafka_sasl_password").write_text(KAFKA_PASSWORD)
     env = {

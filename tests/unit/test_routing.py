@@ -201,7 +201,8 @@ def test_defaults_are_alertmanagers() -> None:
 
 
 def test_a_resolution_carries_no_customer_figures_so_figure_routes_pass_it_by() -> None:
-    """What the dispatcher must know: route a resolution with its firing alert's figures, not its own."""
+    """A resolution built without figures matches no figure route: hence the processor gives each
+    resolution the customer's figures at their return (tests/unit/test_receivers.py)."""
     assert reached(CONFIG, alert(severity="critical", lifetime_spend=5000.0)) == [("vip", "route.routes[1]")]
     resolved = Alert.resolution(
         customer_id="cust-1",

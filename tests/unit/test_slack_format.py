@@ -213,3 +213,62 @@ def test_a_resolution_says_so_and_names_the_alert_it_resolves() -> None:
     assert f"Resolves alert `{resolution.resolves}`" in payload["blocks"][-1]["elements"][0]["text"]
     assert payload["text"].startswith("[RESOLVED] purchase-overdue")
     assert "came back on 2026-06-11, 10 days after the alert" in payload["blocks"][1]["text"]["text"]
+
+
+def test_buttons_are_an_actions_block_slack_sdk_reads_back_unchanged() -> None:
+    from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement
+
+    from alerts.feedback import ACTIONS_BLOCK_ID, ButtonValue
+
+    payload = slack_blocks(make_alert(), buttons=True)
+
+    assert [b["type"] for b in payload["blocks"]] == ["header", "section", "section", "section", "context", "actions"]
+    parsed = Block.parse_all(payload["blocks"])
+    assert [b.to_dict() for b in parsed] == payload["blocks"]  # to_dict validates Block Kit's limits
+    actions = parsed[-1]
+    assert isinstance(actions, ActionsBlock) and actions.block_id == ACTIONS_BLOCK_ID
+    buttons = actions.elements
+    assert all(isinstance(b, ButtonElement) for b in buttons)
+    assert [(b.action_id, b.text.text, b.style) for b in buttons] == [  # type: ignore[attr-defined]
+        ("churnwatch_acknowledge", "Acknowledge", None),
+        ("churnwatch_snooze_7d", "Snooze 7 days", None),
+        ("churnwatch_false_alarm", "False alarm", "danger"),
+        ("churnwatch_saved", "Customer saved", "primary"),
+    ]
+    values = {ButtonValue.model_validate_json(b.value) for b in buttons}  # type: ignore[attr-defined]
+    assert values == {
+        ButtonValue(
+            alert_id="0b6f6c1e-4d7c-5e59-9b1a-1f0e2c3d4a5b", rule="purchase-frequency-drop", customer_id="cust-42"
+        )
+    }
+    assert_within_slack_limits(payload)
+
+
+def test_no_buttons_by_default_nor_on_a_resolution() -> None:
+    assert all(b["type"] != "actions" for b in slack_blocks(make_alert())["blocks"])
+    resolution = make_alert(status="resolved", resolves="0b6f6c1e-4d7c-5e59-9b1a-1f0e2c3d4a5b")
+    assert all(b["type"] != "actions" for b in slack_blocks(resolution, buttons=True)["blocks"])
+
+
+def test_the_largest_message_with_buttons_stays_within_the_budget() -> None:
+    from slack_sdk.models.blocks import Block
+
+    evidence: dict[str, EvidenceValue] = {f"metric_{i:03d}": "x" * 300 for i in range(500)}
+    payload = slack_blocks(
+        make_alert(
+            customer_id="c" * 128,  # the longest customer id the event contract allows
+            rule_id="r" * 64,
+            message="& " * 20_000,
+            evidence=evidence,
+            customer={"lifetime_spend": 1e300, "lifetime_purchases": 10**30, "segment": "s" * 64},
+        ),
+        buttons=True,
+    )
+    assert payload["blocks"][-1]["type"] == "actions"
+    assert_within_slack_limits(payload)
+    assert [b.to_dict() for b in Block.parse_all(payload["blocks"])] == payload["blocks"]
+
+
+def test_ids_too_long_to_carry_mean_no_buttons() -> None:
+    assert slack_blocks(make_alert(customer_id="c" * 5_000), buttons=True)["blocks"][-1]["type"] == "context"
+    assert slack_blocks(make_alert(alert_id="not-a-uuid"), buttons=True)["blocks"][-1]["type"] == "context"

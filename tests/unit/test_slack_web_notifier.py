@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr, ValidationError
-from slack_sdk.models.blocks import Block, ContextBlock, HeaderBlock, SectionBlock
+from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ContextBlock, HeaderBlock, SectionBlock
 
 from alerts.dispatch import AlertDispatcher, DeliveryOutcome, InMemoryDeliveryLog
 from alerts.message_refs import InMemoryMessageRefs, MessageRef
@@ -103,15 +103,33 @@ async def test_posts_the_block_kit_alert_with_the_bot_token_and_remembers_where(
     assert request.headers["Authorization"] == f"Bearer {TOKEN}"
     assert request.headers["Content-Type"].startswith("application/json")
     assert TOKEN not in json.dumps(request.json)  # the token travels in the header only
-    expected = slack_blocks(firing())
+    expected = slack_blocks(firing(), buttons=True)
     assert request.json["channel"] == CHANNEL
     assert request.json["text"] == expected["text"]
     assert request.json["blocks"] == expected["blocks"]
     assert "thread_ts" not in request.json
     parsed = assert_valid_blocks(request.json["blocks"])
     assert isinstance(parsed[0], HeaderBlock) and isinstance(parsed[1], SectionBlock)
-    assert isinstance(parsed[-1], ContextBlock)
+    assert isinstance(parsed[-2], ContextBlock)
+    # The Web API's messages can be updated, so they carry the feedback buttons.
+    assert isinstance(parsed[-1], ActionsBlock)
+    assert all(isinstance(e, ButtonElement) for e in parsed[-1].elements)
+    assert [e.text.text for e in parsed[-1].elements] == [
+        "Acknowledge",
+        "Snooze 7 days",
+        "False alarm",
+        "Customer saved",
+    ]
     assert await refs.lookup(firing().alert_id) == MessageRef(CHANNEL_ID, "1733100000.000100")
+
+
+async def test_without_buttons_the_message_is_the_webhooks() -> None:
+    async with LocalReceiver([slack_ok("1733100000.000100")]) as receiver:
+        slack, _ = notifier(receiver, buttons=False)
+        await slack.notify(firing())
+
+    assert receiver.requests[0].json["blocks"] == slack_blocks(firing())["blocks"]
+    assert all(b["type"] != "actions" for b in receiver.requests[0].json["blocks"])
 
 
 async def test_a_resolution_updates_the_original_message_and_replies_in_its_thread() -> None:
