@@ -15,6 +15,12 @@ logged once, and the result counts as done, so the caller acknowledges the recor
 read before anything is sent: when they cannot be read the dispatch raises with nothing sent, as for
 the delivery log.
 
+Inhibition comes next (:mod:`alerts.inhibition`): every firing record marks its alert open and every
+resolution closes the alert it resolves (silenced ones too, as in Alertmanager), then an alert that
+an open alert of its customer inhibits is sent to no sink (outcome ``inhibited``), logged once and
+done with, like a silenced one. The open alerts are read before anything is sent, and a failure to
+read or write them raises with nothing sent.
+
 With a routing tree (:mod:`alerts.routing`) an alert goes only to the receivers its routes name;
 without one, to every sink. The notification log stays per receiver, so an alert redelivered after a
 crash reaches no receiver twice. A resolution skips each receiver whose routes all say
@@ -42,9 +48,10 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from alerts.inhibition import OpenAlerts, inhibitor_of
 from alerts.model import Alert
 from alerts.notifier import Notifier, PermanentDeliveryError, RetryableDeliveryError
-from alerts.routing import Route, route_alert
+from alerts.routing import InhibitRule, Route, route_alert
 from alerts.silence import ActiveSilences, Silence, silence_for
 
 log = logging.getLogger("churnwatch.delivery")
@@ -62,6 +69,8 @@ class DeliveryOutcome(StrEnum):
     """Held back by a silence: not sent, and not due again (the record is done with)."""
     RESOLVED_NOT_SENT = "resolved_not_sent"
     """A resolution the receiver's routes do not send (``send_resolved: false``): done with, not sent."""
+    INHIBITED = "inhibited"
+    """Held back by an open alert of the customer (an inhibit rule): not sent, and not due again."""
 
 
 class DeliveryLog(Protocol):
@@ -109,6 +118,8 @@ class DispatchResult:
     """One per sink the alert was routed to (every sink without routes), in the dispatcher's sink order."""
     silenced_by: str | None = None
     """The id of the silence that held the alert back from every sink."""
+    inhibited_by: str | None = None
+    """The id of the open alert that inhibited this one (sent to no sink)."""
 
     @property
     def undelivered(self) -> dict[str, SinkOutcome]:
@@ -118,6 +129,7 @@ class DispatchResult:
             DeliveryOutcome.DUPLICATE,
             DeliveryOutcome.SILENCED,
             DeliveryOutcome.RESOLVED_NOT_SENT,
+            DeliveryOutcome.INHIBITED,
         )
         return {o.sink: o for o in self.outcomes if o.outcome not in done}
 
@@ -143,8 +155,12 @@ class AlertDispatcher:
         team_of: Callable[[str], str | None] = lambda rule_id: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         routes: Route | None = None,
+        open_alerts: OpenAlerts | None = None,
+        inhibit_rules: Sequence[InhibitRule] = (),
     ) -> None:
-        """``silences`` unset: nothing is ever silenced. ``team_of`` gives a rule's owner team (for
+        """``open_alerts`` unset: none are tracked (and nothing is inhibited); ``inhibit_rules``
+        empty: the open alerts are tracked (for the gauge) but inhibit nothing.
+        ``silences`` unset: nothing is ever silenced. ``team_of`` gives a rule's owner team (for
         ``team`` matchers of silences and routes: the alert does not carry it). ``clock`` is the wall
         clock silences are judged at (delivery time, not the alert's event time: a silence mutes what
         is sent now). ``routes`` unset: every sink gets every alert; set, each receiver it names must
@@ -154,6 +170,8 @@ class AlertDispatcher:
             raise ValueError(f"sink names must be unique (they key the delivery log): {names}")
         if attempts < 1:
             raise ValueError("attempts must be >= 1")
+        if inhibit_rules and open_alerts is None:
+            raise ValueError("inhibit_rules need an open-alert store")
         if routes is not None:
             if routes.receiver is None:
                 raise ValueError("the root route needs a receiver")
@@ -170,6 +188,8 @@ class AlertDispatcher:
         self._silences = silences
         self._team_of = team_of
         self._clock = clock
+        self._open_alerts = open_alerts
+        self._inhibit_rules = tuple(inhibit_rules)
 
     @property
     def sinks(self) -> tuple[str, ...]:
@@ -178,14 +198,19 @@ class AlertDispatcher:
     async def dispatch(self, alert: Alert) -> DispatchResult:
         """Deliver to every sink the alert is routed to that does not have it yet.
 
-        Raises whatever the silences or the delivery log raise when they cannot be read; nothing has
-        been sent then, so the caller can retry the whole alert later.
+        Raises whatever the silences, the open alerts or the delivery log raise when they cannot be
+        read; nothing has been sent then, so the caller can retry the whole alert later (tracking
+        the alert open or closed again is idempotent).
         """
         team = self._team_of(alert.rule_id)
         targets, declined = self._targets(alert, team)
+        await self._track(alert)
         silence = await self._silence_of(alert, team)
         if silence is not None:
             return self._silenced(alert, silence, targets)
+        inhibitor = await self._inhibitor_of(alert)
+        if inhibitor is not None:
+            return self._inhibited(alert, inhibitor, targets)
         seen = await asyncio.gather(*(self._log.already_delivered(alert, n.name) for n in targets))
         tried = await asyncio.gather(
             *(self._duplicate(n.name) if dup else self._deliver(n, alert) for n, dup in zip(targets, seen, strict=True))
@@ -221,6 +246,39 @@ class AlertDispatcher:
             except Exception:  # the count in `silence list` is a convenience; the metric still counts it
                 log.warning("alert %s: could not record it against silence %s", alert.alert_id, silence.id)
         return silence
+
+    async def _track(self, alert: Alert) -> None:
+        if self._open_alerts is None:
+            return
+        if alert.status == "firing":
+            await self._open_alerts.opened(alert)
+        elif alert.resolves is not None:
+            await self._open_alerts.closed(alert)
+
+    async def _inhibitor_of(self, alert: Alert) -> Alert | None:
+        if self._open_alerts is None or not self._inhibit_rules:
+            return None
+        open_now = await self._open_alerts.open_of(alert.customer_id, self._clock())
+        return inhibitor_of(alert, open_now, self._inhibit_rules, team_of=self._team_of)
+
+    def _inhibited(self, alert: Alert, inhibitor: Alert, targets: Sequence[Notifier]) -> DispatchResult:
+        log.info(
+            "%s %s (customer %s, rule %s, %s) inhibited by open alert %s (rule %s, %s, detected %s): "
+            "sent to no receiver",
+            "resolution" if alert.status == "resolved" else "alert",
+            alert.alert_id,
+            alert.customer_id,
+            alert.rule_id,
+            alert.severity.value,
+            inhibitor.alert_id,
+            inhibitor.rule_id,
+            inhibitor.severity.value,
+            inhibitor.detected_at.isoformat(),
+        )
+        outcomes = tuple(SinkOutcome(n.name, DeliveryOutcome.INHIBITED, 0.0, 0) for n in targets)
+        for outcome in outcomes:
+            self._report(outcome)
+        return DispatchResult(alert_id=alert.alert_id, outcomes=outcomes, inhibited_by=inhibitor.alert_id)
 
     def _silenced(self, alert: Alert, silence: Silence, targets: Sequence[Notifier]) -> DispatchResult:
         log.info(

@@ -42,6 +42,8 @@ class Alert(BaseModel):
         default_factory=dict,
         description="Who the customer is: lifetime spend and purchases, segment (to rank and route alerts)",
     )
+    owner: str | None = Field(default=None, description="The rule's owner team, who answers for the alert")
+    next_step: str | None = Field(default=None, description="The rule's suggested next step")
     evaluated_at: AwareDatetime = Field(description="Event time the rule was evaluated at")
     detected_at: AwareDatetime = Field(description="Wall-clock time the worker fired it")
     trigger_event_id: str
@@ -61,6 +63,8 @@ class Alert(BaseModel):
             message=finding.message,
             evidence=dict(finding.evidence),
             customer=dict(finding.customer),
+            owner=finding.owner,
+            next_step=finding.next_step,
             evaluated_at=finding.evaluated_at,
             detected_at=detected_at,
             trigger_event_id=trigger_event_id,

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, Protocol, Ty
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from alerts.links import LinkTemplate
 from alerts.log_sink import LogNotifier
 from alerts.message_refs import MessageRefs
 from alerts.notifier import Notifier
@@ -116,6 +117,11 @@ class ReceiverResources(Protocol):
         served (``CHURNWATCH_SLACK_SIGNING_SECRET``), or a click would show Slack's error."""
         ...
 
+    @property
+    def alert_links(self) -> tuple[LinkTemplate, ...]:
+        """The links every Slack message carries (``CHURNWATCH_ALERT_LINKS``)."""
+        ...
+
     def secret(self, variable: str) -> SecretStr:
         """The secret in ``variable``; raises :class:`MissingSecret` when it is unset or empty."""
         ...
@@ -151,7 +157,9 @@ class ReceiverType(Generic[C]):
 
 def _slack_webhook(config: SlackWebhookReceiver, resources: ReceiverResources) -> Notifier:
     url = resources.secret(config.url_env)
-    return SlackNotifier(url, name=config.name, messages_per_second=resources.messages_per_second)
+    return SlackNotifier(
+        url, name=config.name, messages_per_second=resources.messages_per_second, links=resources.alert_links
+    )
 
 
 def _slack_api(config: SlackApiReceiver, resources: ReceiverResources) -> Notifier:
@@ -162,6 +170,7 @@ def _slack_api(config: SlackApiReceiver, resources: ReceiverResources) -> Notifi
         name=config.name,
         messages_per_second=resources.messages_per_second,
         buttons=resources.slack_buttons,
+        links=resources.alert_links,
     )
 
 

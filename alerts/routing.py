@@ -6,6 +6,9 @@ whose ``matchers`` all hold takes it, unless that child says ``continue: true``,
 next children are tried too (fan-out). A route none of whose children match delivers to its own
 receiver. Children inherit their parent's receiver and timing unless they set their own.
 
+``inhibit_rules`` (optional; none: nothing is inhibited) mute lower-severity alerts of a customer
+while a more severe one is open for them: see :mod:`alerts.inhibition`.
+
 Secrets never sit in the file: a receiver names the environment variable that holds its URL or
 token (``url_env``), so the file can be reviewed and committed. Everything here is pure except
 :func:`load_routes`, which reads the file it is given.
@@ -17,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -204,6 +207,34 @@ class UnresolvedReferences(ValueError):
         super().__init__("; ".join(f"{field}: {message}" for field, message in self.problems))
 
 
+EqualLabel = Literal["customer_id", "rule", "severity", "segment", "team"]
+"""The labels ``equal`` may name: those of :func:`alerts.silence.labels_of`."""
+
+
+class InhibitRule(BaseModel):
+    """While an open alert matches ``source``, alerts matching ``target`` with the same ``equal``
+    labels are sent to no receiver (Alertmanager's ``inhibit_rules``; see :mod:`alerts.inhibition`).
+
+    ``equal`` must name ``customer_id``: open alerts are kept per customer, so one customer's alert
+    never inhibits another's."""
+
+    model_config = _FROZEN
+
+    source: Matchers = Field(description="What the open alert that inhibits must match, e.g. {severity: critical}")
+    target: Matchers = Field(description="What the alerts it inhibits match, e.g. {severity: [warning, info]}")
+    equal: tuple[EqualLabel, ...] = Field(
+        default=("customer_id",), description="Labels the two must share; must include customer_id"
+    )
+
+    @model_validator(mode="after")
+    def _per_customer(self) -> InhibitRule:
+        if "customer_id" not in self.equal:
+            raise ValueError("equal must include customer_id: open alerts are kept per customer")
+        if self.source.empty() or self.target.empty():
+            raise ValueError("give source and target matchers: an empty one would match every alert")
+        return self
+
+
 class RoutesConfig(BaseModel):
     """The schema of a routes file (``churnwatch routes schema`` prints its JSON Schema)."""
 
@@ -211,6 +242,9 @@ class RoutesConfig(BaseModel):
 
     receivers: tuple[Receiver, ...]
     route: Route
+    inhibit_rules: tuple[InhibitRule, ...] = Field(
+        default=(), description="Open alerts that mute others of the same customer; none: no inhibition"
+    )
 
     @model_validator(mode="after")
     def _references_hold(self) -> RoutesConfig:

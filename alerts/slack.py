@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -33,6 +34,7 @@ from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from alerts.links import LinkTemplate
 from alerts.model import Alert
 from alerts.notifier import (
     PermanentDeliveryError,
@@ -81,11 +83,14 @@ class SlackNotifier:
         rate_limit_retries: int = 1,
         connection_retries: int = 1,
         session: aiohttp.ClientSession | None = None,
+        links: Sequence[LinkTemplate] = (),
     ) -> None:
-        """``session``, if given, is used as is (its own timeout applies, not ``timeout``)."""
+        """``session``, if given, is used as is (its own timeout applies, not ``timeout``); ``links``
+        are the templates every message renders (``CHURNWATCH_ALERT_LINKS``)."""
         if messages_per_second <= 0 or burst < 1:
             raise ValueError("messages_per_second must be > 0 and burst >= 1")
         self._name = name
+        self._links = tuple(links)
         self._url = webhook_url.get_secret_value()
         self._timeout = timeout
         self._limiter = AsyncLimiter(max_rate=burst, time_period=burst / messages_per_second)
@@ -108,7 +113,7 @@ class SlackNotifier:
         return f"SlackNotifier(name={self._name!r}, url={public_url(self._url)!r})"
 
     async def notify(self, alert: Alert) -> None:
-        payload = slack_blocks(alert)
+        payload = slack_blocks(alert, links=self._links)
         async with self._limiter:
             try:
                 response = await self._client.send_dict(payload)

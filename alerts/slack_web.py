@@ -35,7 +35,7 @@ decides as much as the status::
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -45,6 +45,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from alerts.links import LinkTemplate
 from alerts.message_refs import MessageRef, MessageRefs
 from alerts.model import Alert
 from alerts.notifier import (
@@ -91,15 +92,18 @@ class SlackWebApiNotifier:
         connection_retries: int = 1,
         session: aiohttp.ClientSession | None = None,
         buttons: bool = True,
+        links: Sequence[LinkTemplate] = (),
     ) -> None:
-        """``base_url`` is Slack's API unless a test points it elsewhere; ``session`` as in :class:`SlackNotifier`;
-        ``buttons=False`` posts alerts without the feedback buttons (no interactivity endpoint set up)."""
+        """``base_url`` is Slack's API unless a test points it elsewhere; ``session`` and ``links`` as in
+        :class:`SlackNotifier`; ``buttons=False`` posts alerts without the feedback buttons (no
+        interactivity endpoint set up)."""
         if messages_per_second <= 0 or burst < 1:
             raise ValueError("messages_per_second must be > 0 and burst >= 1")
         if not channel:
             raise ValueError("a channel is required")
         self._name = name
         self._buttons = buttons
+        self._links = tuple(links)
         self._channel = channel
         self._refs = refs
         self._token = token.get_secret_value()
@@ -127,7 +131,7 @@ class SlackWebApiNotifier:
     async def notify(self, alert: Alert) -> None:
         if await self._lookup(alert.alert_id) is not None:
             return  # posted before: a redelivery whose delivery-log mark was lost
-        payload = slack_blocks(alert, buttons=self._buttons)
+        payload = slack_blocks(alert, buttons=self._buttons, links=self._links)
         original = None
         if alert.status == "resolved" and alert.resolves is not None:
             original = await self._lookup(alert.resolves)

@@ -71,6 +71,9 @@ class Mode(StrEnum):
     """Evaluated and counted as if sent, but nobody is told: watch a new rule on live traffic first."""
 
 
+NEXT_STEP_MAX = 200
+"""Characters of a rule's ``next_step``: a suggestion read at a glance, not a runbook (link one instead)."""
+
 RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$", description="Unique id, e.g. 'nps-detractor'")]
 
 
@@ -152,6 +155,22 @@ class RuleMeta(BaseModel):
     message: str = Field(
         description="Jinja2 template (sandboxed) for the alert text; the rule's evidence fields are variables",
     )
+    next_step: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=NEXT_STEP_MAX,
+        pattern=r"\S",
+        description="What the person told should do next, shown with the alert, e.g. "
+        "'Call within 48 h; offer a win-back voucher' (plain text, one short line)",
+    )
+
+    @field_validator("next_step")
+    @classmethod
+    def _next_step_is_one_line(cls, text: str | None) -> str | None:
+        """A message shows it on one line; a YAML block scalar's trailing newline is forgiven."""
+        if text is not None and "\n" in text.strip():
+            raise ValueError("next_step is one line: write it without line breaks")
+        return None if text is None else text.strip()
 
     @field_validator("scope")
     @classmethod
@@ -188,3 +207,7 @@ class Finding:
     episode: str | None = None
     customer: Mapping[str, EvidenceValue] = field(default_factory=dict)
     """Context about the customer (lifetime value, segment), whatever the rule."""
+    owner: str | None = None
+    """The rule's owner team, so the alert names who answers for it."""
+    next_step: str | None = None
+    """The rule's suggested next step, shown with the alert."""

@@ -61,6 +61,8 @@ def _finding(rule: RuleBase, ctx: EvaluationContext, verdict: Verdict) -> Findin
         cooldown=rule.cooldown,
         episode=verdict.episode,
         customer=customer_context(ctx),
+        owner=rule.owner,
+        next_step=rule.next_step,
     )
 
 

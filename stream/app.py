@@ -35,6 +35,7 @@ from stream.delivery_log import RedisDeliveryLog
 from stream.due_index import RedisDueIndex
 from stream.kafka_sinks import KafkaAlertPublisher, KafkaDeadLetterSink
 from stream.metrics import Metrics
+from stream.open_alerts import RedisOpenAlerts, rule_cooldown
 from stream.pending_ledger import RedisPendingLedger
 from stream.processor import EventProcessor
 from stream.progress import InputProgress
@@ -87,7 +88,11 @@ def build_notifiers(
     notifiers: list[Notifier] = [LogNotifier()]
     if settings.slack_webhook_url is not None:
         notifiers.append(
-            SlackNotifier(settings.slack_webhook_url, messages_per_second=settings.slack_messages_per_second)
+            SlackNotifier(
+                settings.slack_webhook_url,
+                messages_per_second=settings.slack_messages_per_second,
+                links=settings.alert_links,
+            )
         )
     if settings.webhook_url is not None:
         notifiers.append(WebhookNotifier(settings.webhook_url, secret=settings.webhook_secret))
@@ -103,6 +108,7 @@ def build_notifiers(
                 name="slack_web",
                 messages_per_second=settings.slack_messages_per_second,
                 buttons=settings.slack_signing_secret is not None,  # only with the endpoint that answers them
+                links=settings.alert_links,
             )
         )
     return notifiers
@@ -206,6 +212,8 @@ def build_app(
         silences=CachedSilences(RedisSilenceStore(redis, settings.app_id)),
         team_of=rule_owner(active),
         routes=None if routes is None else routes.route,
+        open_alerts=RedisOpenAlerts(redis, open_for=rule_cooldown(active), gauge=metrics.open_alerts),
+        inhibit_rules=() if routes is None else routes.inhibit_rules,
     )
 
     # concurrency=1: faust can commit past an in-flight message with concurrency > 1 (faust #606).

@@ -20,6 +20,12 @@ is neither. To that end:
   resolution reaches no sink, is counted in ``churnwatch_alerts_silenced_total{rule,status}`` and
   is acknowledged like a delivered one. Recording it against its silence (``silence_record``)
   stalls on an outage too; a refusal of another kind is logged and the alert still counts silenced;
+- every record's alert is tracked open or closed (operation ``open_alert_mark``, stalled the same
+  way), and with the routes file's ``inhibit_rules`` the customer's open alerts are read before
+  anything is sent (``open_alert_lookup``); an inhibited alert or resolution reaches no sink, is
+  counted in ``churnwatch_alerts_inhibited_total{rule,status}`` and acknowledged;
+- a record every sink now has is timed from its event time to then
+  (``churnwatch_alert_event_to_delivered_seconds``); one every sink had already is not timed again;
 - with routes (``CHURNWATCH_ROUTES_FILE``) an alert goes only to the receivers its routes name (see
   :mod:`alerts.dispatch`); "every sink" above means every sink it is routed to.
 """
@@ -27,22 +33,26 @@ is neither. To that end:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import TypeVar
 
 from pydantic import ValidationError
 
-from alerts.dispatch import AlertDispatcher, DeliveryLog
+from alerts.dispatch import AlertDispatcher, DeliveryLog, DeliveryOutcome
+from alerts.inhibition import OpenAlerts
 from alerts.model import Alert
 from alerts.notifier import Notifier
-from alerts.routing import Route
+from alerts.routing import InhibitRule, Route
 from alerts.silence import ActiveSilences, Silence
 from stream.contracts import DeadLetterSink, SourceRecord
 from stream.metrics import Metrics
 from stream.retrying import DEFAULT_MAX_WAIT, PUBLISH_ERRORS, STORE_ERRORS, retry_unavailable
 
 log = logging.getLogger("churnwatch.delivery")
+
+T = TypeVar("T")
 
 
 class Handled(StrEnum):
@@ -51,64 +61,61 @@ class Handled(StrEnum):
     DEAD_LETTERED = "dead_lettered"
     SILENCED = "silenced"
     """A silence held it back from every sink; counted, and done with."""
+    INHIBITED = "inhibited"
+    """An open alert of the customer held it back from every sink; counted, and done with."""
 
 
-class _StallingDeliveryLog:
-    """The notification log with every call retried until Redis answers."""
+class _Stalling:
+    """A Redis-backed role of the delivery path whose every call is retried until Redis answers:
+    the one place the notification log, the silences and the open alerts get "stall, never skip"."""
 
-    def __init__(self, inner: DeliveryLog, metrics: Metrics, max_wait: float) -> None:
-        self._inner = inner
+    def __init__(self, metrics: Metrics, max_wait: float) -> None:
         self._metrics = metrics
         self._max_wait = max_wait
+
+    async def _stalled(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        return await retry_unavailable(
+            operation, call, metrics=self._metrics, retry_on=STORE_ERRORS, max_wait=self._max_wait, log=log
+        )
+
+
+class _StallingDeliveryLog(_Stalling):
+    def __init__(self, inner: DeliveryLog, metrics: Metrics, max_wait: float) -> None:
+        super().__init__(metrics, max_wait)
+        self._inner = inner
 
     async def already_delivered(self, alert: Alert, sink: str) -> bool:
-        return await retry_unavailable(
-            "delivery_lookup",
-            lambda: self._inner.already_delivered(alert, sink),
-            metrics=self._metrics,
-            retry_on=STORE_ERRORS,
-            max_wait=self._max_wait,
-            log=log,
-        )
+        return await self._stalled("delivery_lookup", lambda: self._inner.already_delivered(alert, sink))
 
     async def mark_delivered(self, alert: Alert, sink: str) -> None:
-        await retry_unavailable(
-            "delivery_mark",
-            lambda: self._inner.mark_delivered(alert, sink),
-            metrics=self._metrics,
-            retry_on=STORE_ERRORS,
-            max_wait=self._max_wait,
-            log=log,
-        )
+        await self._stalled("delivery_mark", lambda: self._inner.mark_delivered(alert, sink))
 
 
-class _StallingSilences:
-    """The silences with every call retried until Redis answers."""
-
+class _StallingSilences(_Stalling):
     def __init__(self, inner: ActiveSilences, metrics: Metrics, max_wait: float) -> None:
+        super().__init__(metrics, max_wait)
         self._inner = inner
-        self._metrics = metrics
-        self._max_wait = max_wait
 
     async def current(self, now: datetime) -> Sequence[Silence]:
-        return await retry_unavailable(
-            "silence_lookup",
-            lambda: self._inner.current(now),
-            metrics=self._metrics,
-            retry_on=STORE_ERRORS,
-            max_wait=self._max_wait,
-            log=log,
-        )
+        return await self._stalled("silence_lookup", lambda: self._inner.current(now))
 
     async def record_silenced(self, silence: Silence, alert: Alert) -> None:
-        await retry_unavailable(
-            "silence_record",
-            lambda: self._inner.record_silenced(silence, alert),
-            metrics=self._metrics,
-            retry_on=STORE_ERRORS,
-            max_wait=self._max_wait,
-            log=log,
-        )
+        await self._stalled("silence_record", lambda: self._inner.record_silenced(silence, alert))
+
+
+class _StallingOpenAlerts(_Stalling):
+    def __init__(self, inner: OpenAlerts, metrics: Metrics, max_wait: float) -> None:
+        super().__init__(metrics, max_wait)
+        self._inner = inner
+
+    async def opened(self, alert: Alert) -> None:
+        await self._stalled("open_alert_mark", lambda: self._inner.opened(alert))
+
+    async def closed(self, resolution: Alert) -> None:
+        await self._stalled("open_alert_mark", lambda: self._inner.closed(resolution))
+
+    async def open_of(self, customer_id: str, now: datetime) -> Sequence[Alert]:
+        return await self._stalled("open_alert_lookup", lambda: self._inner.open_of(customer_id, now))
 
 
 class AlertDelivery:
@@ -125,15 +132,21 @@ class AlertDelivery:
         silences: ActiveSilences | None = None,
         team_of: Callable[[str], str | None] = lambda rule_id: None,
         routes: Route | None = None,
+        open_alerts: OpenAlerts | None = None,
+        inhibit_rules: Sequence[InhibitRule] = (),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """``attempts`` and ``backoff_max`` bound each sink's own retries (see
         :class:`alerts.dispatch.AlertDispatcher`); ``retry_max_seconds`` caps the wait between
         attempts at an unavailable Redis or Kafka, which are retried for as long as they are down.
         ``silences`` unset: nothing is silenced; ``team_of`` names a rule's owner, for silences and
-        routes by team. ``routes`` unset: every sink gets every alert."""
+        routes by team. ``routes`` unset: every sink gets every alert. ``open_alerts`` unset: no
+        inhibition (set with no ``inhibit_rules``: only tracked, for the gauge). ``clock``: wall time,
+        for silences, open alerts and the event-to-delivered time."""
         self._dead_letters = dead_letters
         self._metrics = metrics
         self._retry_max = retry_max_seconds
+        self._clock = clock
         self._dispatcher = AlertDispatcher(
             notifiers,
             _StallingDeliveryLog(delivery_log, metrics, retry_max_seconds),
@@ -143,6 +156,9 @@ class AlertDelivery:
             silences=None if silences is None else _StallingSilences(silences, metrics, retry_max_seconds),
             team_of=team_of,
             routes=routes,
+            open_alerts=None if open_alerts is None else _StallingOpenAlerts(open_alerts, metrics, retry_max_seconds),
+            inhibit_rules=inhibit_rules,
+            clock=clock,
         )
 
     @property
@@ -167,11 +183,17 @@ class AlertDelivery:
         if result.silenced_by is not None:
             self._metrics.alerts_silenced.labels(rule=alert.rule_id, status=alert.status).inc()
             return Handled.SILENCED
+        if result.inhibited_by is not None:
+            self._metrics.alerts_inhibited.labels(rule=alert.rule_id, status=alert.status).inc()
+            return Handled.INHIBITED
         failed = result.undelivered
         if failed:
             detail = "; ".join(f"{sink}: {outcome}" for sink, outcome in failed.items())
             await self._dead_letter(record, "undeliverable", detail)
             return Handled.DEAD_LETTERED
+        if any(o.outcome is DeliveryOutcome.DELIVERED for o in result.outcomes):
+            age = (self._clock() - alert.evaluated_at).total_seconds()
+            self._metrics.alert_event_to_delivered.labels(status=alert.status).observe(max(age, 0.0))
         return Handled.DELIVERED
 
     async def _dead_letter(self, record: SourceRecord, reason: str, detail: str) -> None:

@@ -100,6 +100,28 @@ class Metrics:
             ["rule", "status"],
             registry=registry,
         )
+        self.alerts_inhibited = Counter(
+            "churnwatch_alerts_inhibited_total",
+            "Alert records held back from every sink by an open alert of the same customer (an inhibit rule), "
+            "by rule and status (firing, resolved).",
+            ["rule", "status"],
+            registry=registry,
+        )
+        self.open_alerts = Gauge(
+            "churnwatch_open_alerts",
+            "Alerts open (fired, not resolved, within their rule's cooldown) as this worker's delivery agent saw "
+            "them, by rule and severity; per worker: sum over workers.",
+            ["rule", "severity"],
+            registry=registry,
+        )
+        self.alert_event_to_delivered = Histogram(
+            "churnwatch_alert_event_to_delivered_seconds",
+            "From the event time an alert's rule fired at (evaluated_at) to every receiver having the alert, "
+            "by status (firing, resolved).",
+            ["status"],
+            buckets=_AGE_BUCKETS,
+            registry=registry,
+        )
         self.alert_feedback = Counter(
             "churnwatch_alert_feedback_total",
             "Answers given with an alert's Slack buttons, by rule and outcome (acknowledged, snoozed, false_alarm, "

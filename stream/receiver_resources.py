@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
+from alerts.links import LinkTemplate
 from alerts.message_refs import MessageRefs
 from alerts.notifier import Notifier
 from alerts.receivers import MissingSecret
@@ -64,6 +65,10 @@ class WorkerReceiverResources:
     @property
     def slack_buttons(self) -> bool:
         return self._settings.slack_signing_secret is not None
+
+    @property
+    def alert_links(self) -> tuple[LinkTemplate, ...]:
+        return self._settings.alert_links
 
     def secret(self, variable: str) -> SecretStr:
         value = read_secret(variable, directory=self._directory)

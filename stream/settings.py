@@ -7,18 +7,20 @@ import tempfile
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SecretsSettingsSource,
     SettingsConfigDict,
     SettingsError,
 )
 
+from alerts.links import LinkTemplate, parse_link_templates
 from rules.base import Duration
 from stream.decoding import DecodePolicy
 from stream.events import EVENT_MODELS, EventBase
@@ -198,6 +200,24 @@ class Settings(BaseSettings):
         description="The Slack app's signing secret: serves POST /slack/interactions (the feedback buttons), "
         "verifying every request's X-Slack-Signature; empty = no endpoint",
     )
+
+    alert_links: Annotated[tuple[LinkTemplate, ...], NoDecode] = Field(
+        default=(),
+        description="Links in every Slack alert: Name=URL template pairs separated by commas (or a JSON object), "
+        "e.g. CRM=https://crm.example/customers/{customer_id}; placeholders: customer_id, rule_id, alert_id, "
+        "severity, segment, owner (each URL-quoted); empty = none",
+    )
+
+    @field_validator("alert_links", mode="before")
+    @classmethod
+    def _link_templates(cls, value: object) -> object:
+        """Checked at start: an unknown placeholder or a broken URL stops the worker, naming the link."""
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse_link_templates(value)
+        except ValueError as exc:
+            raise ValueError(f"CHURNWATCH_ALERT_LINKS: {exc}") from None
 
     @field_validator(
         "slack_webhook_url",

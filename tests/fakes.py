@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from alerts.model import Alert
 from stream.contracts import SourceRecord
@@ -106,3 +107,30 @@ class RecordingTopic:
         else:
             self.pending.append(done)
         return done
+
+
+@dataclass
+class InMemoryOpenAlerts:
+    """The open alerts per customer in memory (each open for ``lifetime`` after it was detected);
+    calls raise the scripted ``errors`` first, as an unavailable Redis would."""
+
+    lifetime: timedelta = timedelta(days=7)
+    alerts: dict[str, dict[str, Alert]] = field(default_factory=dict)
+    errors: list[Exception] = field(default_factory=list)
+
+    def _fail(self) -> None:
+        if self.errors:
+            raise self.errors.pop(0)
+
+    async def opened(self, alert: Alert) -> None:
+        self._fail()
+        self.alerts.setdefault(alert.customer_id, {})[alert.alert_id] = alert
+
+    async def closed(self, resolution: Alert) -> None:
+        self._fail()
+        if resolution.resolves is not None:
+            self.alerts.get(resolution.customer_id, {}).pop(resolution.resolves, None)
+
+    async def open_of(self, customer_id: str, now: datetime) -> list[Alert]:
+        self._fail()
+        return [a for a in self.alerts.get(customer_id, {}).values() if a.detected_at + self.lifetime > now]

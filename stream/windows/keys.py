@@ -23,8 +23,8 @@ def _tag(customer_id: str) -> str:
     brace, so the first ``}`` of a key closes it, and everything from ``cw:{`` to that ``}`` is the
     escaped id, even when the suffix (event ids, alert ids, sinks: not escaped) contains ``:``,
     ``{`` or ``}``. ``cw:{a}:seen:x}`` is customer ``a``'s marker for event ``x}``; no other id
-    gives the tag ``{a}``. Within one customer the suffixes start ``:state`` (all of it), ``:seen:``
-    or ``:sent:``, so kinds of key differ; a marker's suffix is the whole event id; the global
+    gives the tag ``{a}``. Within one customer the suffixes start ``:state`` or ``:open`` (all of
+    them), ``:seen:`` or ``:sent:``, so kinds of key differ; a marker's suffix is the whole event id; the global
     ``cw:pending`` keys have no ``{``. ``<alert_id>:<sink>`` is unambiguous as alert ids are UUIDs.
 
     The empty id is refused: ``{}`` is no hash tag, so Redis would hash each whole key and spread
@@ -52,6 +52,13 @@ def seen_event(customer_id: str, event_id: str) -> str:
 def delivered(customer_id: str, alert_id: str, sink: str) -> str:
     """Notification log entry: this alert already reached this sink."""
     return f"{PREFIX}:{_tag(customer_id)}:sent:{alert_id}:{sink}"
+
+
+def open_alerts(customer_id: str) -> str:
+    """Hash: alert id -> the customer's open alert and until when it stays open (JSON); see
+    :mod:`stream.open_alerts`. The key expires with the last of them, so a customer who stops
+    alerting leaves nothing behind."""
+    return f"{PREFIX}:{_tag(customer_id)}:open"
 
 
 def epoch_marker(app_id: str) -> str:

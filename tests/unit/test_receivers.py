@@ -12,6 +12,7 @@ from aiokafka.errors import KafkaTimeoutError
 from click.testing import CliRunner
 from pydantic import SecretStr
 
+from alerts.links import LinkTemplate
 from alerts.log_sink import LogNotifier
 from alerts.message_refs import InMemoryMessageRefs, MessageRefs
 from alerts.model import Alert
@@ -69,6 +70,10 @@ class FakeResources:
     @property
     def slack_buttons(self) -> bool:
         return False
+
+    @property
+    def alert_links(self) -> tuple[LinkTemplate, ...]:
+        return ()
 
     def secret(self, variable: str) -> SecretStr:
         if variable not in self.secrets:

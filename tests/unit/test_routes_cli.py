@@ -126,7 +126,7 @@ def test_schema_is_the_routes_files_json_schema() -> None:
     code, out, _ = run("schema")
     assert code == 0
     document = json.loads(out)
-    assert set(document["properties"]) == {"receivers", "route"}
+    assert set(document["properties"]) == {"receivers", "route", "inhibit_rules"}
     assert "continue" in document["$defs"]["Route"]["properties"]
 
 

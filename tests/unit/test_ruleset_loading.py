@@ -104,3 +104,41 @@ def test_json_schema_is_generated_from_the_models() -> None:
     schema = RuleFile.model_json_schema()
     text = str(schema)
     assert "purchase_frequency_drop" in text and "detractor" in text and "additionalProperties" in text
+
+
+def test_owner_and_next_step_are_carried_from_the_rule_to_its_finding(tmp_path: Path) -> None:
+    from rules.evaluation import evaluate_rule
+    from tests.unit.state_builder import NOW, customer
+
+    text = """
+rules:
+  - id: silent
+    kind: inactivity
+    activity: purchase
+    silent_for: 30d
+    owner: retention
+    next_step: >
+      Call within 48 h; offer a voucher
+    message: "silent {{ days_silent }} days"
+"""
+    (rule,) = load_rule_set(write(tmp_path, "a.yaml", text)).rules
+    assert rule.next_step == "Call within 48 h; offer a voucher"  # a folded scalar's newline is forgiven
+    finding = evaluate_rule(rule, customer([40]), NOW)
+    assert finding is not None
+    assert (finding.owner, finding.next_step) == ("retention", "Call within 48 h; offer a voucher")
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ('""', "field 'next_step': String should have at least 1 character"),
+        ('"   "', "field 'next_step': String should match pattern"),
+        ("[call]", "field 'next_step': Input should be a valid string"),
+        ('"call\\nthen write"', "field 'next_step': next_step is one line: write it without line breaks"),
+        ('"' + "x" * 201 + '"', "field 'next_step': String should have at most 200 characters"),
+    ],
+)
+def test_a_bad_next_step_is_an_error_naming_the_field(tmp_path: Path, value: str, error: str) -> None:
+    write(tmp_path, "a.yaml", VALID.replace("cooldown: 3d", f"cooldown: 3d\n    next_step: {value}"))
+    (problem,) = problems(tmp_path)
+    assert "rule 'drop'" in problem and error in problem, problem
