@@ -30,7 +30,10 @@ def alert_id_for(customer_id: str, rule_id: str, claim_key: str) -> str:
 
 
 class Alert(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown fields are ignored, not refused: during a rolling upgrade a newer worker publishes
+    # fields (``owner``, ``next_step`` were such) that an older delivery worker must still deliver
+    # rather than dead-letter. Missing or mistyped known fields are still errors.
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     alert_id: str = Field(description="Stable id: the same claim (customer, rule, triggering event) gives the same id")
     customer_id: str

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -93,6 +94,15 @@ async def test_an_alert_already_in_the_log_is_not_sent_again() -> None:
     rig.log.delivered = {("alert-1", "slack"), ("alert-1", "webhook")}
     assert await rig.delivery.handle(record_of(make_alert().model_dump_json().encode())) is Handled.DELIVERED
     assert rig.slack.received == rig.hook.received == []
+
+
+async def test_a_record_from_a_newer_worker_with_a_field_this_one_does_not_know_is_delivered() -> None:
+    """A rolling upgrade: the newer producer's extra field is ignored, not a reason to dead-letter."""
+    rig = Rig()
+    record = json.loads(make_alert().model_dump_json()) | {"field_of_a_later_version": {"x": 1}}
+    assert await rig.delivery.handle(record_of(json.dumps(record).encode())) is Handled.DELIVERED
+    assert rig.slack.received == rig.hook.received == ["alert-1"]
+    assert rig.dead_letters.records == []
 
 
 @pytest.mark.parametrize("value", [b"{not json", b"", None, b'{"alert_id": "x"}'])
