@@ -27,6 +27,11 @@ def from_epoch_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+def epoch_ms(moment: datetime) -> int:
+    """The inverse of :func:`from_epoch_ms` (truncated to the millisecond), as Redis stores times."""
+    return int(moment.timestamp() * 1000)
+
+
 @dataclass(frozen=True)
 class DayWindow:
     """The inclusive day range ``[first_day, last_day]``: ``days`` days ending ``end_offset`` days before today.

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
+from rules.state import epoch_ms
 from stream.windows import keys
 
 DueMoments = Mapping[tuple[int, str], datetime | None]
@@ -33,10 +34,6 @@ class DueIndex(Protocol):
 
     async def claim_due(self, partition: int, now: datetime, limit: int) -> list[str]:
         """Customers of ``partition`` due at ``now``, leased to this caller."""
-
-
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
 
 
 class RedisDueIndex:
@@ -58,7 +55,7 @@ class RedisDueIndex:
             if at is None:
                 removed[partition].append(customer_id)
             else:
-                added[partition][customer_id] = _ms(at)
+                added[partition][customer_id] = epoch_ms(at)
         pipe = self._redis.pipeline(transaction=False)
         for partition, scores in added.items():
             pipe.zadd(keys.due_index(self._app_id, partition), scores)
@@ -68,7 +65,7 @@ class RedisDueIndex:
 
     async def claim_due(self, partition: int, now: datetime, limit: int) -> list[str]:
         claimed: list[Any] = await self._claim(
-            keys=[keys.due_index(self._app_id, partition)], args=[_ms(now), limit, self._lease_ms]
+            keys=[keys.due_index(self._app_id, partition)], args=[epoch_ms(now), limit, self._lease_ms]
         )
         return [c.decode() if isinstance(c, bytes) else c for c in claimed]
 

@@ -30,6 +30,8 @@ from pydantic import (
     model_validator,
 )
 
+from rules.state import epoch_ms
+
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
 
 # RFC 3339 / ISO 8601 extended form with an offset; a space for the "T" and minutes without seconds
@@ -166,4 +168,4 @@ EVENT_MODELS: dict[str, type[EventBase]] = {
 
 
 def occurred_epoch_ms(event: EventBase) -> int:
-    return int(event.occurred_at.timestamp() * 1000)
+    return epoch_ms(event.occurred_at)

@@ -16,7 +16,7 @@ from rules.context import EvaluationContext
 from rules.evaluation import Explanation, explain_rule
 from rules.state import CustomerState
 from stream.windows import keys
-from stream.windows.codec import state_from_hash
+from stream.windows.codec import as_text, state_from_hash
 
 
 @dataclass(frozen=True)
@@ -35,11 +35,7 @@ async def explain_customer(redis: Redis, rule: RuleBase, customer_id: str, at: d
     claim = fields.get(f"a:{ledger_id(rule.id, rule.mode)}".encode())
     when = at or state.watermark
     explanation = None if when is None else explain_rule(rule, EvaluationContext(state, when))
-    return CustomerExplanation(rule, state, when, explanation, _text(claim) if claim else None)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return CustomerExplanation(rule, state, when, explanation, as_text(claim) if claim else None)
 
 
 def render_text(result: CustomerExplanation) -> str:

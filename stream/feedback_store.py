@@ -18,7 +18,9 @@ from typing import Any
 from redis.asyncio import Redis
 
 from alerts.feedback import AlertFeedback, Answer, Click, Outcome
+from rules.state import epoch_ms
 from stream.windows import keys
+from stream.windows.codec import as_text
 
 log = logging.getLogger("churnwatch.feedback")
 
@@ -45,14 +47,6 @@ return 1
 """
 
 
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 class RedisFeedbackStore:
     def __init__(self, redis: Redis, app_id: str, *, retention: timedelta = RETENTION) -> None:
         self._redis = redis
@@ -66,7 +60,7 @@ class RedisFeedbackStore:
         return None if raw is None else _answer(user_id, raw)
 
     async def record(self, click: Click, at: datetime) -> bool:
-        answer = {"outcome": click.outcome.value, "name": click.user_name, "at": _ms(at)}
+        answer = {"outcome": click.outcome.value, "name": click.user_name, "at": epoch_ms(at)}
         alert = {"rule": click.rule, "customer_id": click.customer_id}
         written = await self._record(
             keys=[keys.alert_feedback(self._app_id, click.alert_id), self._index],
@@ -75,7 +69,7 @@ class RedisFeedbackStore:
                 json.dumps(answer, separators=(",", ":")),
                 click.outcome.value,
                 json.dumps(alert, separators=(",", ":")),
-                _ms(at),
+                epoch_ms(at),
                 int(self._retention.total_seconds() * 1000),
                 click.alert_id,
             ],
@@ -87,8 +81,8 @@ class RedisFeedbackStore:
         return _feedback(alert_id, raw)
 
     async def since(self, moment: datetime) -> list[AlertFeedback]:
-        members: list[Any] = await self._redis.zrangebyscore(self._index, _ms(moment), "+inf")
-        ids = [_text(i) for i in members]
+        members: list[Any] = await self._redis.zrangebyscore(self._index, epoch_ms(moment), "+inf")
+        ids = [as_text(i) for i in members]
         if not ids:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -112,7 +106,7 @@ def _answer(user_id: str, raw: bytes | str) -> Answer | None:
 
 def _feedback(alert_id: str, raw: dict[Any, Any]) -> AlertFeedback | None:
     """None for an alert whose hash expired (the index outlives it by at most a write)."""
-    fields = {_text(k): v for k, v in raw.items()}
+    fields = {as_text(k): v for k, v in raw.items()}
     try:
         alert = json.loads(fields.pop(_ALERT))
         rule, customer_id = str(alert["rule"]), str(alert["customer_id"])

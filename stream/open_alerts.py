@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from alerts.model import Alert
 from rules.ruleset import RuleSet
+from rules.state import epoch_ms
 from stream.windows import keys
 
 log = logging.getLogger("churnwatch.open_alerts")
@@ -46,10 +47,6 @@ def rule_cooldown(rules: Callable[[], RuleSet]) -> Callable[[str], timedelta]:
     return cooldown
 
 
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
 class RedisOpenAlerts:
     def __init__(
         self,
@@ -73,8 +70,8 @@ class RedisOpenAlerts:
         until = self.until(alert)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, alert.alert_id, _Entry(alert=alert, until=until).model_dump_json())
-            pipe.pexpireat(key, _ms(until), nx=True)  # a new key: its first deadline
-            pipe.pexpireat(key, _ms(until), gt=True)  # or a later one than it has
+            pipe.pexpireat(key, epoch_ms(until), nx=True)  # a new key: its first deadline
+            pipe.pexpireat(key, epoch_ms(until), gt=True)  # or a later one than it has
             await pipe.execute()
         if self._gauge is not None:
             self._gauge.opened(alert, self._clock())

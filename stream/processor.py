@@ -40,7 +40,7 @@ from rules.base import EvidenceValue, Finding, Mode, RuleBase
 from rules.context import EvaluationContext
 from rules.evaluation import customer_context, findings_in, next_due_in
 from rules.ruleset import RuleSet
-from rules.state import CustomerState
+from rules.state import CustomerState, epoch_ms
 from stream.contracts import AlertPublisher, DeadLetterSink, SourceRecord, WindowStore
 from stream.decoding import DecodePolicy, Rejection, decode_event
 from stream.due_index import DueIndex
@@ -401,7 +401,7 @@ class EventProcessor:
             if state.watermark is None:  # forgotten (idle ttl): nothing left to judge
                 self._due_moments[partition, customer_id] = None
                 return
-            trigger = Trigger(customer_id, f"due@{int(now.timestamp() * 1000)}", DUE_TRIGGER, partition)
+            trigger = Trigger(customer_id, f"due@{epoch_ms(now)}", DUE_TRIGGER, partition)
             await self._judge(trigger, now, state)
         except Exception as exc:  # left leased: judged again once the lease runs out, up to the quarantine
             await self._retrying("quarantine", partial(self._quarantine.failed, customer_id, "due", exc))

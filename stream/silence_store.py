@@ -25,16 +25,14 @@ from redis.asyncio import Redis
 from alerts.model import Alert
 from alerts.silence import ActiveSilences, Listing, Silence, expiring, listed
 from rules.ruleset import RuleSet
+from rules.state import epoch_ms
 from stream.windows import keys
+from stream.windows.codec import as_text
 
 log = logging.getLogger("churnwatch.silences")
 
 RETENTION = timedelta(days=7)
 REFRESH_SECONDS = 5.0
-
-
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
 
 
 class RedisSilenceStore:
@@ -65,7 +63,7 @@ class RedisSilenceStore:
         ended = expiring(await self.get(silence_id), silence_id, by=by, now=now)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._key, silence_id, ended.model_dump_json())
-            pipe.pexpireat(keys.silenced_alerts(self._app_id, silence_id), _ms(ended.ends_at + self._retention))
+            pipe.pexpireat(keys.silenced_alerts(self._app_id, silence_id), epoch_ms(ended.ends_at + self._retention))
             await pipe.execute()
         return ended
 
@@ -73,7 +71,7 @@ class RedisSilenceStore:
         muted = keys.silenced_alerts(self._app_id, silence.id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.sadd(muted, alert.alert_id)
-            pipe.pexpireat(muted, _ms(silence.ends_at + self._retention))
+            pipe.pexpireat(muted, epoch_ms(silence.ends_at + self._retention))
             await pipe.execute()
 
     async def muted_counts(self, silence_ids: Sequence[str]) -> dict[str, int]:
@@ -87,7 +85,7 @@ class RedisSilenceStore:
 
     async def _all(self) -> list[Silence]:
         raw: dict[Any, Any] = await self._redis.hgetall(self._key)
-        found = (self._parse(_text(silence_id), value) for silence_id, value in raw.items())
+        found = (self._parse(as_text(silence_id), value) for silence_id, value in raw.items())
         return [s for s in found if s is not None]
 
     def _parse(self, silence_id: str, raw: bytes | str) -> Silence | None:
@@ -108,10 +106,6 @@ class RedisSilenceStore:
                 pipe.unlink(*(keys.silenced_alerts(self._app_id, i) for i in old))
                 await pipe.execute()
         return [s for s in silences if s.id not in old]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def rule_owner(rules: Callable[[], RuleSet]) -> Callable[[str], str | None]:

@@ -25,7 +25,8 @@ def to_cents(amount: Decimal) -> int:
     return int((amount * CENTS).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
-def _text(value: bytes | str) -> str:
+def as_text(value: bytes | str) -> str:
+    """A Redis reply value as text, whether the client decodes responses or not."""
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -39,7 +40,7 @@ def state_from_hash(
     scalars: dict[str, int] = {}
     segment: str | None = None
     for raw_name, raw_value in fields.items():
-        name, value = _text(raw_name), _text(raw_value)
+        name, value = as_text(raw_name), as_text(raw_value)
         kind, _, rest = name.partition(":")
         if name == "p":
             for day, (count, cents) in json.loads(value).items():

@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from rules.state import CustomerState, from_epoch_ms
+from rules.state import CustomerState, epoch_ms, from_epoch_ms
 from stream.due_index import DueMoments
 from stream.evaluation_queue import Trigger
 from stream.events import EventBase
@@ -38,10 +38,6 @@ _CLAIM = re.compile(r"^(\d+)\|([^|]*)\|([01])\|(.*)$", re.DOTALL)
 _OPEN_CLAIM = re.compile(r"^(\d+)\|([^|]*)\|([01])\|")
 """``a:<rule>`` as resolve.lua matches it (the episode is not read)."""
 _RESOLVED = re.compile(r"^([^|]*)\|([01])$")
-
-
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
 
 
 class MemoryStore:
@@ -83,7 +79,7 @@ class MemoryStore:
     ) -> Claim:
         """claim.lua: see its header for the outcomes."""
         ledger, field, key = self._ledger(customer_id), f"a:{rule_id}", _digest(event_id)
-        now, episode_text = _ms(at), episode or ""
+        now, episode_text = epoch_ms(at), episode or ""
         previous = ledger.get(field)
         if previous is not None:
             found = _CLAIM.match(previous)
@@ -115,7 +111,7 @@ class MemoryStore:
         """resolve.lua: published claims made before ``at`` whose resolution is not yet confirmed."""
         if not rule_ids:
             return []
-        ledger, t, out = self._ledger(customer_id), _ms(at), []
+        ledger, t, out = self._ledger(customer_id), epoch_ms(at), []
         for rule in rule_ids:
             claim = _OPEN_CLAIM.match(ledger.get(f"a:{rule}", ""))
             if claim is None:
@@ -159,12 +155,12 @@ class MemoryDueIndex:
             if at is None:
                 due.pop(customer_id, None)
             else:
-                due[customer_id] = _ms(at)
+                due[customer_id] = epoch_ms(at)
                 self._push(partition, due[customer_id], customer_id)
 
     async def claim_due(self, partition: int, now: datetime, limit: int) -> list[str]:
         """claim_due.lua: the customers due at ``now`` (at most ``limit``), each leased until now + lease."""
-        due, heap, now_ms = self._due[partition], self._heaps[partition], _ms(now)
+        due, heap, now_ms = self._due[partition], self._heaps[partition], epoch_ms(now)
         claimed: list[str] = []
         while heap and len(claimed) < limit and heap[0][0] <= now_ms:
             at_ms, customer = heapq.heappop(heap)

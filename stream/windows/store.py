@@ -19,10 +19,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from rules.state import CustomerState, from_epoch_ms
+from rules.state import CustomerState, epoch_ms, from_epoch_ms
 from stream.events import EventBase, FeedbackEvent, InteractionEvent, PurchaseEvent
 from stream.windows import keys
-from stream.windows.codec import state_from_hash, to_cents
+from stream.windows.codec import as_text, state_from_hash, to_cents
 from stream.windows.dedupe import DEFAULT_IDS_KEPT, event_digest
 
 
@@ -124,7 +124,7 @@ class RedisWindowStore:
         run_keys = [keys.customer_state(customer_id), *(keys.seen_event(customer_id, e.event_id) for e in run)]
         packed: list[list[str]] = []
         for event in run:
-            head = [str(int(event.occurred_at.timestamp() * 1000)), event.segment or "", event_digest(event.event_id)]
+            head = [str(epoch_ms(event.occurred_at)), event.segment or "", event_digest(event.event_id)]
             if isinstance(event, PurchaseEvent):
                 packed.append(["p", *head, str(to_cents(event.amount))])
             elif isinstance(event, InteractionEvent):
@@ -141,7 +141,7 @@ class RedisWindowStore:
         """One update per event of the run; the state (after the run) goes with its last event that
         was not late, the one the processor judges the customer on."""
         raw_statuses, flat = reply
-        statuses = [UpdateOutcome(_str(status)) for status in raw_statuses]
+        statuses = [UpdateOutcome(as_text(status)) for status in raw_statuses]
         fields = dict(zip(flat[::2], flat[1::2], strict=True))
         counted = [n for n, status in enumerate(statuses) if status is not UpdateOutcome.LATE]
         last = counted[-1] if counted else None
@@ -192,14 +192,14 @@ class RedisWindowStore:
             keys=[keys.customer_state(customer_id)],
             args=[
                 rule_id,
-                int(at.timestamp() * 1000),
+                epoch_ms(at),
                 int(cooldown.total_seconds() * 1000),
                 _digest(event_id),
                 episode or "",
             ],
         )
         outcome, key = reply
-        return Claim(ClaimOutcome(_str(outcome)), _str(key))
+        return Claim(ClaimOutcome(as_text(outcome)), as_text(key))
 
     async def confirm_published(self, *, customer_id: str, rule_id: str, claim_key: str) -> None:
         await self._published(keys=[keys.customer_state(customer_id)], args=[rule_id, claim_key])
@@ -209,9 +209,7 @@ class RedisWindowStore:
         :meth:`confirm_resolved`); return those to publish, unconfirmed earlier ones included."""
         if not rule_ids:
             return []
-        flat = await self._resolve(
-            keys=[keys.customer_state(customer_id)], args=[int(at.timestamp() * 1000), *rule_ids]
-        )
+        flat = await self._resolve(keys=[keys.customer_state(customer_id)], args=[epoch_ms(at), *rule_ids])
         return _open_alerts(flat)
 
     async def resolve_open_alerts_many(
@@ -222,9 +220,7 @@ class RedisWindowStore:
         pipe = self._redis.pipeline(transaction=False)
         asked = [(customer_id, at, rule_ids) for customer_id, at, rule_ids in returns if rule_ids]
         for customer_id, at, rule_ids in asked:
-            await self._resolve(
-                keys=[keys.customer_state(customer_id)], args=[int(at.timestamp() * 1000), *rule_ids], client=pipe
-            )
+            await self._resolve(keys=[keys.customer_state(customer_id)], args=[epoch_ms(at), *rule_ids], client=pipe)
         replies = iter(await pipe.execute() if asked else [])
         return [_open_alerts(next(replies)) if rule_ids else [] for _, _, rule_ids in returns]
 
@@ -242,14 +238,10 @@ class RedisWindowStore:
 def _open_alerts(flat: list[Any]) -> list[OpenAlert]:
     """resolve.lua's reply: {rule, claim key, fired ms, ...}."""
     return [
-        OpenAlert(_str(rule), _str(key), from_epoch_ms(int(fired)))
+        OpenAlert(as_text(rule), as_text(key), from_epoch_ms(int(fired)))
         for rule, key, fired in zip(flat[::3], flat[1::3], flat[2::3], strict=True)
     ]
 
 
 def _digest(event_id: str) -> str:
     return hashlib.blake2b(event_id.encode(), digest_size=10).hexdigest()
-
-
-def _str(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
