@@ -50,6 +50,13 @@ SDK_LOGGER = "churnwatch.delivery.slack_sdk"
 """Pinned at WARNING: below that, slack_sdk logs the webhook URL. Not under ``churnwatch.alerts`` (the alert feed)."""
 
 
+def rate_limiter(messages_per_second: float, burst: int) -> AsyncLimiter:
+    """The client-side limit of a Slack sink: ``burst`` messages at once, ``messages_per_second`` on average."""
+    if messages_per_second <= 0 or burst < 1:
+        raise ValueError("messages_per_second must be > 0 and burst >= 1")
+    return AsyncLimiter(max_rate=burst, time_period=burst / messages_per_second)
+
+
 def sdk_client_options(*, connection_retries: int, rate_limit_retries: int, max_retry_after: float) -> dict[str, Any]:
     """The logger and retry handlers every slack_sdk client of churnwatch gets (see the module
     docstring): a logger that cannot leak the URL or token, and waits the dispatcher bounds."""
@@ -87,13 +94,11 @@ class SlackNotifier:
     ) -> None:
         """``session``, if given, is used as is (its own timeout applies, not ``timeout``); ``links``
         are the templates every message renders (``CHURNWATCH_ALERT_LINKS``)."""
-        if messages_per_second <= 0 or burst < 1:
-            raise ValueError("messages_per_second must be > 0 and burst >= 1")
+        self._limiter = rate_limiter(messages_per_second, burst)
         self._name = name
         self._links = tuple(links)
         self._url = webhook_url.get_secret_value()
         self._timeout = timeout
-        self._limiter = AsyncLimiter(max_rate=burst, time_period=burst / messages_per_second)
         self._client = AsyncWebhookClient(
             url=self._url,
             timeout=timeout,

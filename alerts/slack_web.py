@@ -39,7 +39,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
-from aiolimiter import AsyncLimiter
 from pydantic import SecretStr
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -55,7 +54,7 @@ from alerts.notifier import (
     parse_retry_after,
     redact,
 )
-from alerts.slack import sdk_client_options
+from alerts.slack import rate_limiter, sdk_client_options
 from alerts.slack_format import slack_blocks
 
 log = logging.getLogger("churnwatch.delivery.slack_web")
@@ -97,8 +96,7 @@ class SlackWebApiNotifier:
         """``base_url`` is Slack's API unless a test points it elsewhere; ``session`` and ``links`` as in
         :class:`SlackNotifier`; ``buttons=False`` posts alerts without the feedback buttons (no
         interactivity endpoint set up)."""
-        if messages_per_second <= 0 or burst < 1:
-            raise ValueError("messages_per_second must be > 0 and burst >= 1")
+        self._limiter = rate_limiter(messages_per_second, burst)
         if not channel:
             raise ValueError("a channel is required")
         self._name = name
@@ -108,7 +106,6 @@ class SlackWebApiNotifier:
         self._refs = refs
         self._token = token.get_secret_value()
         self._timeout = timeout
-        self._limiter = AsyncLimiter(max_rate=burst, time_period=burst / messages_per_second)
         self._client = AsyncWebClient(
             token=self._token,
             base_url=base_url,
