@@ -1,5 +1,11 @@
 """Fan one alert out to every sink, each on its own: retries, the delivery log, one outcome per sink.
 
+:meth:`AlertDispatcher.dispatch` is the pipeline, one stage per module (after Alertmanager's
+``dispatch/``, ``silence/``, ``inhibit/``, ``notify/``, ``nflog/``)::
+
+    routing (alerts.routing) → silence, inhibition (alerts.stages) → notification log (alerts.nflog)
+    → delivery with retries (alerts.notify) → the log's mark (alerts.nflog)
+
 Delivery is at least once. A sink is marked in the delivery log only after it accepted the alert,
 so a crash between the two sends that alert to that sink once more; the alert id is stable, so
 receivers can drop the copy. Sinks run concurrently and fail independently: a Slack outage neither
@@ -32,83 +38,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import Protocol
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
-
-from alerts.inhibition import OpenAlerts, inhibitor_of
+from alerts.inhibition import OpenAlerts
 from alerts.model import Alert
-from alerts.notifier import Notifier, PermanentDeliveryError, RetryableDeliveryError
+from alerts.nflog import DeliveryLog as DeliveryLog
+from alerts.nflog import InMemoryDeliveryLog as InMemoryDeliveryLog
+from alerts.notifier import Notifier
+from alerts.notify import DONE, RetryingSender
+from alerts.notify import DeliveryOutcome as DeliveryOutcome
+from alerts.notify import SinkOutcome as SinkOutcome
 from alerts.routing import InhibitRule, Route, route_alert
-from alerts.silence import ActiveSilences, Silence, silence_for
+from alerts.silence import ActiveSilences
+from alerts.stages import InhibitionStage, SilenceStage
 
 log = logging.getLogger("churnwatch.delivery")
 
 OutcomeCallback = Callable[[str, str, float], None]
 """``(sink, outcome, seconds)``: seconds spent on that sink, retries included. Wired to metrics."""
-
-
-class DeliveryOutcome(StrEnum):
-    DELIVERED = "delivered"
-    DUPLICATE = "duplicate"
-    FAILED_PERMANENT = "failed_permanent"
-    FAILED_RETRIES_EXHAUSTED = "failed_retries_exhausted"
-    SILENCED = "silenced"
-    """Held back by a silence: not sent, and not due again (the record is done with)."""
-    RESOLVED_NOT_SENT = "resolved_not_sent"
-    """A resolution the receiver's routes do not send (``send_resolved: false``): done with, not sent."""
-    INHIBITED = "inhibited"
-    """Held back by an open alert of the customer (an inhibit rule): not sent, and not due again."""
-
-
-class DeliveryLog(Protocol):
-    """The notification log: which sinks already have which alert, so redeliveries are not resent."""
-
-    async def already_delivered(self, alert: Alert, sink: str) -> bool: ...
-
-    async def mark_delivered(self, alert: Alert, sink: str) -> None: ...
-
-
-class InMemoryDeliveryLog:
-    """For tests and log-only runs: forgets on restart, and the oldest entries past ``max_entries``."""
-
-    def __init__(self, max_entries: int = 100_000) -> None:
-        self._max_entries = max_entries
-        self._delivered: OrderedDict[tuple[str, str], None] = OrderedDict()
-
-    async def already_delivered(self, alert: Alert, sink: str) -> bool:
-        return (alert.alert_id, sink) in self._delivered
-
-    async def mark_delivered(self, alert: Alert, sink: str) -> None:
-        self._delivered[(alert.alert_id, sink)] = None
-        self._delivered.move_to_end((alert.alert_id, sink))
-        while len(self._delivered) > self._max_entries:
-            self._delivered.popitem(last=False)
-
-
-@dataclass(frozen=True)
-class SinkOutcome:
-    sink: str
-    outcome: DeliveryOutcome
-    seconds: float
-    attempts: int
-    error: str | None = None
-
-    def __str__(self) -> str:
-        """``failed_permanent (slack: HTTP 400: invalid_blocks)``: fit for a dead letter's detail."""
-        return f"{self.outcome.value} ({self.error})" if self.error else self.outcome.value
 
 
 @dataclass(frozen=True)
@@ -124,14 +73,7 @@ class DispatchResult:
     @property
     def undelivered(self) -> dict[str, SinkOutcome]:
         """Sinks that never got the alert, by name: what the caller dead-letters."""
-        done = (
-            DeliveryOutcome.DELIVERED,
-            DeliveryOutcome.DUPLICATE,
-            DeliveryOutcome.SILENCED,
-            DeliveryOutcome.RESOLVED_NOT_SENT,
-            DeliveryOutcome.INHIBITED,
-        )
-        return {o.sink: o for o in self.outcomes if o.outcome not in done}
+        return {o.sink: o for o in self.outcomes if o.outcome not in DONE}
 
     @property
     def ok(self) -> bool:
@@ -168,28 +110,20 @@ class AlertDispatcher:
         names = [n.name for n in notifiers]
         if len(set(names)) != len(names):
             raise ValueError(f"sink names must be unique (they key the delivery log): {names}")
-        if attempts < 1:
-            raise ValueError("attempts must be >= 1")
-        if inhibit_rules and open_alerts is None:
-            raise ValueError("inhibit_rules need an open-alert store")
         if routes is not None:
             if routes.receiver is None:
                 raise ValueError("the root route needs a receiver")
             unknown = sorted({r.receiver for _, r in routes.walk() if r.receiver is not None} - set(names))
             if unknown:
                 raise ValueError(f"routes name receivers that are no sink: {unknown} (sinks: {names})")
+        self._sender = RetryingSender(attempts=attempts, backoff_max=backoff_max, backoff_initial=backoff_initial)
+        self._silence = SilenceStage(silences, clock)
+        self._inhibition = InhibitionStage(open_alerts, inhibit_rules, team_of=team_of, clock=clock)
         self._routes = routes
         self._notifiers = tuple(notifiers)
         self._log = delivery_log
-        self._attempts = attempts
-        self._backoff_max = backoff_max.total_seconds() if isinstance(backoff_max, timedelta) else float(backoff_max)
-        self._backoff = wait_random_exponential(multiplier=backoff_initial, max=self._backoff_max)
         self._on_outcome = on_outcome
-        self._silences = silences
         self._team_of = team_of
-        self._clock = clock
-        self._open_alerts = open_alerts
-        self._inhibit_rules = tuple(inhibit_rules)
 
     @property
     def sinks(self) -> tuple[str, ...]:
@@ -198,19 +132,21 @@ class AlertDispatcher:
     async def dispatch(self, alert: Alert) -> DispatchResult:
         """Deliver to every sink the alert is routed to that does not have it yet.
 
-        Raises whatever the silences, the open alerts or the delivery log raise when they cannot be
-        read; nothing has been sent then, so the caller can retry the whole alert later (tracking
-        the alert open or closed again is idempotent).
+        The stages, in order: routing (which receivers), open-alert tracking, silence, inhibition,
+        the notification log, delivery, then the log's mark. Raises whatever the silences, the open
+        alerts or the delivery log raise when they cannot be read; nothing has been sent then, so
+        the caller can retry the whole alert later (tracking the alert open or closed again is
+        idempotent).
         """
         team = self._team_of(alert.rule_id)
         targets, declined = self._targets(alert, team)
-        await self._track(alert)
-        silence = await self._silence_of(alert, team)
+        await self._inhibition.track(alert)
+        silence = await self._silence.silence_of(alert, team)
         if silence is not None:
-            return self._silenced(alert, silence, targets)
-        inhibitor = await self._inhibitor_of(alert)
+            return self._held(alert, targets, DeliveryOutcome.SILENCED, silenced_by=silence.id)
+        inhibitor = await self._inhibition.inhibitor_of(alert)
         if inhibitor is not None:
-            return self._inhibited(alert, inhibitor, targets)
+            return self._held(alert, targets, DeliveryOutcome.INHIBITED, inhibited_by=inhibitor.alert_id)
         seen = await asyncio.gather(*(self._log.already_delivered(alert, n.name) for n in targets))
         tried = await asyncio.gather(
             *(self._duplicate(n.name) if dup else self._deliver(n, alert) for n, dup in zip(targets, seen, strict=True))
@@ -234,116 +170,35 @@ class AlertDispatcher:
         declined = frozenset(m.receiver for m in matches) - wanted
         return tuple(n for n in self._notifiers if n.name in wanted), declined
 
-    async def _silence_of(self, alert: Alert, team: str | None) -> Silence | None:
-        if self._silences is None:
-            return None
-        silences = await self._silences.current(self._clock())
-        now = self._clock()  # after the read, which may have waited for Redis
-        silence = silence_for(alert, silences, now, team=team)
-        if silence is not None:
-            try:
-                await self._silences.record_silenced(silence, alert)
-            except Exception:  # the count in `silence list` is a convenience; the metric still counts it
-                log.warning("alert %s: could not record it against silence %s", alert.alert_id, silence.id)
-        return silence
-
-    async def _track(self, alert: Alert) -> None:
-        if self._open_alerts is None:
-            return
-        if alert.status == "firing":
-            await self._open_alerts.opened(alert)
-        elif alert.resolves is not None:
-            await self._open_alerts.closed(alert)
-
-    async def _inhibitor_of(self, alert: Alert) -> Alert | None:
-        if self._open_alerts is None or not self._inhibit_rules:
-            return None
-        open_now = await self._open_alerts.open_of(alert.customer_id, self._clock())
-        return inhibitor_of(alert, open_now, self._inhibit_rules, team_of=self._team_of)
-
-    def _inhibited(self, alert: Alert, inhibitor: Alert, targets: Sequence[Notifier]) -> DispatchResult:
-        log.info(
-            "%s %s (customer %s, rule %s, %s) inhibited by open alert %s (rule %s, %s, detected %s): "
-            "sent to no receiver",
-            "resolution" if alert.status == "resolved" else "alert",
-            alert.alert_id,
-            alert.customer_id,
-            alert.rule_id,
-            alert.severity.value,
-            inhibitor.alert_id,
-            inhibitor.rule_id,
-            inhibitor.severity.value,
-            inhibitor.detected_at.isoformat(),
+    def _held(
+        self,
+        alert: Alert,
+        targets: Sequence[Notifier],
+        outcome: DeliveryOutcome,
+        *,
+        silenced_by: str | None = None,
+        inhibited_by: str | None = None,
+    ) -> DispatchResult:
+        """Held back from every receiver by a silence or an inhibition: each reports ``outcome``."""
+        outcomes = tuple(SinkOutcome(n.name, outcome, 0.0, 0) for n in targets)
+        for each in outcomes:
+            self._report(each)
+        return DispatchResult(
+            alert_id=alert.alert_id, outcomes=outcomes, silenced_by=silenced_by, inhibited_by=inhibited_by
         )
-        outcomes = tuple(SinkOutcome(n.name, DeliveryOutcome.INHIBITED, 0.0, 0) for n in targets)
-        for outcome in outcomes:
-            self._report(outcome)
-        return DispatchResult(alert_id=alert.alert_id, outcomes=outcomes, inhibited_by=inhibitor.alert_id)
-
-    def _silenced(self, alert: Alert, silence: Silence, targets: Sequence[Notifier]) -> DispatchResult:
-        log.info(
-            "%s %s (customer %s, rule %s, %s) silenced by %s until %s (%s, by %s): sent to no receiver",
-            "resolution" if alert.status == "resolved" else "alert",
-            alert.alert_id,
-            alert.customer_id,
-            alert.rule_id,
-            alert.severity.value,
-            silence.id,
-            silence.ends_at.isoformat(),
-            silence.describe(),
-            silence.created_by,
-        )
-        outcomes = tuple(SinkOutcome(n.name, DeliveryOutcome.SILENCED, 0.0, 0) for n in targets)
-        for outcome in outcomes:
-            self._report(outcome)
-        return DispatchResult(alert_id=alert.alert_id, outcomes=outcomes, silenced_by=silence.id)
 
     async def _duplicate(self, sink: str) -> SinkOutcome:
         return SinkOutcome(sink, DeliveryOutcome.DUPLICATE, seconds=0.0, attempts=0)
 
     async def _deliver(self, notifier: Notifier, alert: Alert) -> SinkOutcome:
-        sink = notifier.name
-        started = time.monotonic()
-        attempts = 0
-
-        def done(outcome: DeliveryOutcome, error: str | None = None) -> SinkOutcome:
-            return SinkOutcome(sink, outcome, time.monotonic() - started, attempts, error)
-
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._attempts),
-            wait=self._wait,
-            retry=retry_if_exception_type(RetryableDeliveryError),
-            before_sleep=_log_retry(sink, alert),
-            reraise=True,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    attempts = attempt.retry_state.attempt_number
-                    await notifier.notify(alert)
-        except RetryableDeliveryError as exc:
-            log.error("alert %s not delivered to %s after %d attempts: %s", alert.alert_id, sink, attempts, exc)
-            return done(DeliveryOutcome.FAILED_RETRIES_EXHAUSTED, str(exc))
-        except PermanentDeliveryError as exc:
-            log.error("alert %s rejected by %s: %s", alert.alert_id, sink, exc)
-            return done(DeliveryOutcome.FAILED_PERMANENT, str(exc))
-        except Exception as exc:  # a broken sink must not take the others down
-            log.exception("alert %s: sink %s failed unexpectedly", alert.alert_id, sink)
-            return done(DeliveryOutcome.FAILED_PERMANENT, f"{type(exc).__name__}: {exc}")
-        try:
-            await self._log.mark_delivered(alert, sink)
-        except Exception:
-            # Sent but not recorded: a redelivery of this alert resends it once; receivers dedupe by id.
-            log.warning("alert %s reached %s but the delivery log was not updated", alert.alert_id, sink)
-        return done(DeliveryOutcome.DELIVERED)
-
-    def _wait(self, state: RetryCallState) -> float:
-        """Exponential backoff with full jitter, at least the receiver's Retry-After, at most backoff_max."""
-        wait = self._backoff(state)
-        error = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(error, RetryableDeliveryError) and error.retry_after is not None:
-            wait = max(wait, error.retry_after)
-        return min(wait, self._backoff_max)
+        outcome = await self._sender.send(notifier.name, f"alert {alert.alert_id}", lambda: notifier.notify(alert))
+        if outcome.outcome is DeliveryOutcome.DELIVERED:
+            try:
+                await self._log.mark_delivered(alert, notifier.name)
+            except Exception:
+                # Sent but not recorded: a redelivery of this alert resends it once; receivers dedupe by id.
+                log.warning("alert %s reached %s but the delivery log was not updated", alert.alert_id, notifier.name)
+        return outcome
 
     def _report(self, outcome: SinkOutcome) -> None:
         if self._on_outcome is None:
@@ -352,19 +207,3 @@ class AlertDispatcher:
             self._on_outcome(outcome.sink, outcome.outcome.value, outcome.seconds)
         except Exception:
             log.exception("on_outcome callback failed for sink %s", outcome.sink)
-
-
-def _log_retry(sink: str, alert: Alert) -> Callable[[RetryCallState], None]:
-    def before_sleep(state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome is not None else None
-        wait = state.next_action.sleep if state.next_action is not None else 0.0
-        log.warning(
-            "alert %s to %s: attempt %d failed (%s); retrying in %.1f s",
-            alert.alert_id,
-            sink,
-            state.attempt_number,
-            error,
-            wait,
-        )
-
-    return before_sleep
