@@ -42,6 +42,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from alerts.digests import GroupingStage
+from alerts.grouping import AlertGroups
 from alerts.inhibition import OpenAlerts
 from alerts.model import Alert
 from alerts.nflog import DeliveryLog as DeliveryLog
@@ -50,7 +52,7 @@ from alerts.notifier import Notifier
 from alerts.notify import DONE, RetryingSender
 from alerts.notify import DeliveryOutcome as DeliveryOutcome
 from alerts.notify import SinkOutcome as SinkOutcome
-from alerts.routing import InhibitRule, Route, route_alert
+from alerts.routing import InhibitRule, Route, RouteMatch, route_alert
 from alerts.silence import ActiveSilences
 from alerts.stages import InhibitionStage, SilenceStage
 
@@ -99,8 +101,11 @@ class AlertDispatcher:
         routes: Route | None = None,
         open_alerts: OpenAlerts | None = None,
         inhibit_rules: Sequence[InhibitRule] = (),
+        groups: AlertGroups | None = None,
     ) -> None:
-        """``open_alerts`` unset: none are tracked (and nothing is inhibited); ``inhibit_rules``
+        """``groups`` unset: route timing is not applied (every alert is sent at once); set, alerts of
+        ``digest`` routes and those over a route's ``max_alerts_per_hour`` wait there for a digest
+        (:mod:`alerts.digests`). ``open_alerts`` unset: none are tracked (and nothing is inhibited); ``inhibit_rules``
         empty: the open alerts are tracked (for the gauge) but inhibit nothing.
         ``silences`` unset: nothing is ever silenced. ``team_of`` gives a rule's owner team (for
         ``team`` matchers of silences and routes: the alert does not carry it). ``clock`` is the wall
@@ -124,6 +129,7 @@ class AlertDispatcher:
         self._log = delivery_log
         self._on_outcome = on_outcome
         self._team_of = team_of
+        self._grouping = None if groups is None else GroupingStage(groups, delivery_log, clock)
 
     @property
     def sinks(self) -> tuple[str, ...]:
@@ -139,7 +145,7 @@ class AlertDispatcher:
         idempotent).
         """
         team = self._team_of(alert.rule_id)
-        targets, declined = self._targets(alert, team)
+        targets, declined, match_of = self._targets(alert, team)
         await self._inhibition.track(alert)
         silence = await self._silence.silence_of(alert, team)
         if silence is not None:
@@ -149,7 +155,10 @@ class AlertDispatcher:
             return self._held(alert, targets, DeliveryOutcome.INHIBITED, inhibited_by=inhibitor.alert_id)
         seen = await asyncio.gather(*(self._log.already_delivered(alert, n.name) for n in targets))
         tried = await asyncio.gather(
-            *(self._duplicate(n.name) if dup else self._deliver(n, alert) for n, dup in zip(targets, seen, strict=True))
+            *(
+                self._duplicate(n.name) if dup else self._route_one(n, alert, match_of.get(n.name))
+                for n, dup in zip(targets, seen, strict=True)
+            )
         )
         by_sink = {o.sink: o for o in tried}
         by_sink.update({name: SinkOutcome(name, DeliveryOutcome.RESOLVED_NOT_SENT, 0.0, 0) for name in declined})
@@ -158,17 +167,35 @@ class AlertDispatcher:
             self._report(outcome)
         return DispatchResult(alert_id=alert.alert_id, outcomes=outcomes)
 
-    def _targets(self, alert: Alert, team: str | None) -> tuple[tuple[Notifier, ...], frozenset[str]]:
-        """The sinks ``alert`` goes to, in sink order, and the receivers its routes matched that do
-        not send resolutions. Two routes naming one receiver send it once; a resolution goes to a
-        receiver if any of its matching routes sends resolutions."""
+    def _targets(
+        self, alert: Alert, team: str | None
+    ) -> tuple[tuple[Notifier, ...], frozenset[str], dict[str, RouteMatch]]:
+        """The sinks ``alert`` goes to, in sink order, the receivers its routes matched that do not
+        send resolutions, and the route each receiver takes it by (the first in tree order). Two
+        routes naming one receiver send it once; a resolution goes to a receiver if any of its
+        matching routes sends resolutions."""
         if self._routes is None:
-            return self._notifiers, frozenset()
+            return self._notifiers, frozenset(), {}
         matches = route_alert(self._routes, alert, team=team)
         resolved = alert.status == "resolved"
-        wanted = {m.receiver for m in matches if not resolved or m.settings.send_resolved}
-        declined = frozenset(m.receiver for m in matches) - wanted
-        return tuple(n for n in self._notifiers if n.name in wanted), declined
+        match_of: dict[str, RouteMatch] = {}
+        for m in matches:
+            if not resolved or m.settings.send_resolved:
+                match_of.setdefault(m.receiver, m)
+        declined = frozenset(m.receiver for m in matches) - set(match_of)
+        return tuple(n for n in self._notifiers if n.name in match_of), declined, match_of
+
+    async def _route_one(self, notifier: Notifier, alert: Alert, match: RouteMatch | None) -> SinkOutcome:
+        """Grouping and the storm limit (routes with ``digest`` or ``max_alerts_per_hour``), then delivery."""
+        if self._grouping is None or match is None or not match.settings.grouped:
+            return await self._deliver(notifier, alert)
+        if alert.status == "resolved":
+            if await self._grouping.resolution_pending(match, alert):
+                return SinkOutcome(notifier.name, DeliveryOutcome.RESOLVED_NOT_SENT, 0.0, 0)
+            return await self._deliver(notifier, alert)
+        if await self._grouping.admit(match):
+            return await self._deliver(notifier, alert)
+        return await self._grouping.hold(match, alert)
 
     def _held(
         self,

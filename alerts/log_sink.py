@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from alerts.grouping import Digest
 from alerts.model import Alert
 from rules.base import Severity
 
@@ -38,6 +39,16 @@ class LogNotifier:
             },
         )
 
+    async def notify_digest(self, digest: Digest) -> None:
+        """One line per digest, at the level of its most severe alert."""
+        level = max((_LEVEL[a.severity] for a in digest.alerts), default=logging.INFO)
+        self._logger.log(
+            level,
+            "%s",
+            digest_line(digest),
+            extra={"digest_id": digest.digest_id, "group": digest.group, "alerts": len(digest.alerts)},
+        )
+
 
 def format_line(alert: Alert) -> str:
     """The line :class:`LogNotifier` writes, e.g. ``WARNING churn alert · customer c-7 · rule r · ...``."""
@@ -51,3 +62,14 @@ def format_line(alert: Alert) -> str:
 def _one_line(text: str) -> str:
     """Collapse whitespace and drop control characters: one alert is one line, and no forged ones."""
     return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+
+
+def digest_line(digest: Digest) -> str:
+    """One line for the log receiver: how many, the top one, where the rest are listed."""
+    top = digest.top[0] if digest.top else None
+    lead = f"; top: {format_line(top)}" if top is not None else ""
+    held = f"; {digest.held_back} wait over the storm limit" if digest.held_back else ""
+    return (
+        f"{'repeat ' if digest.repeat else ''}digest {digest.digest_id} · {len(digest.alerts)} alerts for "
+        f"{digest.receiver} ({digest.route}){held}{lead} · all: {digest.list_command()}"
+    )

@@ -39,6 +39,11 @@ class DeliveryOutcome(StrEnum):
     """A resolution the receiver's routes do not send (``send_resolved: false``): done with, not sent."""
     INHIBITED = "inhibited"
     """Held back by an open alert of the customer (an inhibit rule): not sent, and not due again."""
+    GROUPED = "grouped"
+    """Stored in its route's pending group (Redis): it goes out in the group's next digest."""
+    RATE_LIMITED = "rate_limited"
+    """Over its route's storm limit (``max_alerts_per_hour``): it waits in the group (Redis) and goes
+    out in a later digest, ranked by customer value. Counted once per alert and receiver."""
 
 
 DONE = frozenset(
@@ -48,6 +53,8 @@ DONE = frozenset(
         DeliveryOutcome.SILENCED,
         DeliveryOutcome.RESOLVED_NOT_SENT,
         DeliveryOutcome.INHIBITED,
+        DeliveryOutcome.GROUPED,
+        DeliveryOutcome.RATE_LIMITED,
     }
 )
 """Outcomes after which the record is done with for that receiver (nothing to dead-letter)."""

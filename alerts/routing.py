@@ -139,6 +139,14 @@ class Route(BaseModel):
     repeat_interval: Duration | None = Field(default=None, description="Before an unchanged digest is sent again")
     max_alerts_per_hour: int | None = Field(default=None, ge=1, description="Storm limit; the rest go to a digest")
     send_resolved: bool | None = Field(default=None, description="Whether resolutions are sent too")
+    digest: bool | None = Field(
+        default=None,
+        description="Send this route's alerts as digests (group_wait, group_interval, repeat_interval apply); "
+        "unset or false: each alert at once (only those over max_alerts_per_hour wait for a digest)",
+    )
+    digest_size: int | None = Field(
+        default=None, ge=1, le=20, description="Alerts a digest shows in full, the most valuable first (default 10)"
+    )
 
     @field_validator("group_interval", "repeat_interval")
     @classmethod
@@ -171,6 +179,9 @@ class RouteSettings:
     max_alerts_per_hour: int | None = None
     """None: no storm limit."""
     send_resolved: bool = True
+    digest: bool = False
+    """False: alerts are sent one by one, at once; only those over the storm limit wait for a digest."""
+    digest_size: int = 10
 
     def under(self, route: Route) -> RouteSettings:
         """These settings as inherited by ``route``: what it sets wins."""
@@ -183,10 +194,23 @@ class RouteSettings:
             f"group_wait={format_duration(self.group_wait)} group_interval={format_duration(self.group_interval)} "
             f"repeat_interval={format_duration(self.repeat_interval)} max_alerts_per_hour={limit} "
             f"send_resolved={str(self.send_resolved).lower()}"
-        )
+        ) + (f" digest=true digest_size={self.digest_size}" if self.digest else "")
+
+    @property
+    def grouped(self) -> bool:
+        """Whether alerts of this route can wait in a group: a digest route, or one with a storm limit."""
+        return self.digest or self.max_alerts_per_hour is not None
 
 
-_SETTING_NAMES = ("group_wait", "group_interval", "repeat_interval", "max_alerts_per_hour", "send_resolved")
+_SETTING_NAMES = (
+    "group_wait",
+    "group_interval",
+    "repeat_interval",
+    "max_alerts_per_hour",
+    "send_resolved",
+    "digest",
+    "digest_size",
+)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from alerts.digest_format import slack_digest
+from alerts.grouping import Digest
 from alerts.links import LinkTemplate
 from alerts.model import Alert
 from alerts.notifier import (
@@ -118,7 +120,12 @@ class SlackNotifier:
         return f"SlackNotifier(name={self._name!r}, url={public_url(self._url)!r})"
 
     async def notify(self, alert: Alert) -> None:
-        payload = slack_blocks(alert, links=self._links)
+        await self._send(slack_blocks(alert, links=self._links))
+
+    async def notify_digest(self, digest: Digest) -> None:
+        await self._send(slack_digest(digest))
+
+    async def _send(self, payload: dict[str, Any]) -> None:
         async with self._limiter:
             try:
                 response = await self._client.send_dict(payload)

@@ -44,6 +44,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from alerts.digest_format import slack_digest
+from alerts.grouping import Digest
 from alerts.links import LinkTemplate
 from alerts.message_refs import MessageRef, MessageRefs
 from alerts.model import Alert
@@ -138,6 +140,14 @@ class SlackWebApiNotifier:
             posted = await self._post(self._channel, payload)
         if posted is not None:
             await self._remember(alert.alert_id, posted)
+
+    async def notify_digest(self, digest: Digest) -> None:
+        """Posted once per ``digest_id``: a digest sent again after a crash is found remembered."""
+        if await self._lookup(digest.digest_id) is not None:
+            return
+        posted = await self._post(self._channel, slack_digest(digest))
+        if posted is not None:
+            await self._remember(digest.digest_id, posted)
 
     async def _resolve(self, original: MessageRef, payload: dict[str, Any]) -> MessageRef | None:
         """Mark the original resolved, then reply in its thread; a deleted original gets a new message."""

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 import aiohttp
 from pydantic import SecretStr
 
+from alerts.digest_format import digest_bytes
+from alerts.grouping import Digest
 from alerts.model import Alert
 from alerts.notifier import (
     PermanentDeliveryError,
@@ -60,8 +62,14 @@ class WebhookNotifier:
 
     async def notify(self, alert: Alert) -> None:
         # Serialized here, not by aiohttp's json=: the signature must cover exactly the bytes sent.
-        payload = alert.model_dump_json().encode()
-        headers = {**self._headers, "Content-Type": "application/json", "Idempotency-Key": alert.alert_id}
+        await self._send(alert.model_dump_json().encode(), alert.alert_id)
+
+    async def notify_digest(self, digest: Digest) -> None:
+        """The digest as JSON (``"type": "digest"``), its ``digest_id`` the ``Idempotency-Key``."""
+        await self._send(digest_bytes(digest), digest.digest_id)
+
+    async def _send(self, payload: bytes, idempotency_key: str) -> None:
+        headers = {**self._headers, "Content-Type": "application/json", "Idempotency-Key": idempotency_key}
         if self._secret is not None:
             headers.update(signature_headers(self._secret, payload, now=self._clock()))
         try:

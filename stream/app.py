@@ -27,6 +27,7 @@ from alerts.slack import SlackNotifier
 from alerts.slack_web import SlackWebApiNotifier
 from alerts.webhook import WebhookNotifier
 from rules.ruleset import RuleSet
+from stream.alert_groups import RedisAlertGroups
 from stream.batching import batches
 from stream.connections import faust_broker_settings, redis_client
 from stream.contracts import SourceRecord
@@ -214,6 +215,7 @@ def build_app(
         routes=None if routes is None else routes.route,
         open_alerts=RedisOpenAlerts(redis, open_for=rule_cooldown(active), gauge=metrics.open_alerts),
         inhibit_rules=() if routes is None else routes.inhibit_rules,
+        groups=RedisAlertGroups(redis, settings.app_id),
     )
 
     # concurrency=1: faust can commit past an in-flight message with concurrency > 1 (faust #606).
@@ -272,6 +274,10 @@ def build_app(
     async def run_deferred_evaluations() -> None:
         if guard.processing_allowed:  # never judge a customer on a Redis that lost their history
             await processor.sweep_deferred()
+
+    @app.timer(1.0)  # type: ignore[untyped-decorator]  # faust does not type its decorators
+    async def flush_alert_groups() -> None:
+        await delivery.flush_groups()  # due digests (stream/delivery.py); never raises
 
     @app.task  # type: ignore[untyped-decorator]  # faust does not type its decorators
     async def check_redis_state() -> None:

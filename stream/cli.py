@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 
 from rules.ruleset import RuleConfigError, RuleFile, RuleSet, load_rule_set
+from stream.alerts_cli import alerts_group
 from stream.input_options import InputOptions, input_options
 from stream.routes_cli import routes_group
 from stream.settings import Settings
@@ -441,6 +442,7 @@ _mount_stack()
 _mount_backtest()
 main.add_command(routes_group)
 main.add_command(silence)
+main.add_command(alerts_group)
 
 if __name__ == "__main__":  # pragma: no cover
     logging.basicConfig(level=logging.INFO)

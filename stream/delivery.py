@@ -40,10 +40,13 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
+from alerts.digests import DigestFlusher
 from alerts.dispatch import AlertDispatcher, DeliveryLog, DeliveryOutcome
+from alerts.grouping import AlertGroups, Digest, GroupSettings, GroupSnapshot, GroupState, Pending
 from alerts.inhibition import OpenAlerts
 from alerts.model import Alert
 from alerts.notifier import Notifier
+from alerts.notify import RetryingSender, SinkOutcome
 from alerts.routing import InhibitRule, Route
 from alerts.silence import ActiveSilences, Silence
 from stream.contracts import DeadLetterSink, SourceRecord
@@ -118,6 +121,58 @@ class _StallingOpenAlerts(_Stalling):
         return await self._stalled("open_alert_lookup", lambda: self._inner.open_of(customer_id, now))
 
 
+class _StallingGroups(_Stalling):
+    """The groups as the delivery path uses them: a record is acknowledged only once its alert is in
+    its group, so an outage stalls it (operations ``group_add``, ``group_lookup``) rather than skip it.
+    The flusher's calls pass through: the timer tries again on its next tick."""
+
+    def __init__(self, inner: AlertGroups, metrics: Metrics, max_wait: float) -> None:
+        super().__init__(metrics, max_wait)
+        self._inner = inner
+
+    async def add(self, group: str, settings: GroupSettings, entry: Pending, now: datetime, due_at: datetime) -> None:
+        await self._stalled("group_add", lambda: self._inner.add(group, settings, entry, now, due_at))
+
+    async def drop_pending(self, group: str, alert_id: str) -> bool:
+        return await self._stalled("group_add", lambda: self._inner.drop_pending(group, alert_id))
+
+    async def record_resolved(self, group: str, alert_id: str) -> None:
+        await self._stalled("group_add", lambda: self._inner.record_resolved(group, alert_id))
+
+    async def resolved(self, group: str) -> set[str]:
+        return await self._inner.resolved(group)
+
+    async def reserve(self, group: str, wanted: int, limit: int, now: datetime) -> tuple[int, datetime | None]:
+        return await self._stalled("group_lookup", lambda: self._inner.reserve(group, wanted, limit, now))
+
+    async def due(self, now: datetime) -> list[str]:
+        return await self._inner.due(now)
+
+    async def lock(self, group: str, ttl: timedelta) -> bool:
+        return await self._inner.lock(group, ttl)
+
+    async def unlock(self, group: str) -> None:
+        await self._inner.unlock(group)
+
+    async def load(self, group: str) -> GroupSnapshot | None:
+        return await self._inner.load(group)
+
+    async def mark_limited(self, group: str, entries: Sequence[Pending]) -> None:
+        await self._inner.mark_limited(group, entries)
+
+    async def start_digest(self, group: str, state: GroupState, limited: Sequence[Pending]) -> None:
+        await self._inner.start_digest(group, state, limited)
+
+    async def finish_digest(self, group: str, state: GroupState, if_empty: datetime | None) -> None:
+        await self._inner.finish_digest(group, state, if_empty)
+
+    async def reschedule(self, group: str, if_pending: datetime, if_empty: datetime | None) -> None:
+        await self._inner.reschedule(group, if_pending, if_empty)
+
+    async def digest(self, digest_id: str) -> Digest | None:
+        return await self._inner.digest(digest_id)
+
+
 class AlertDelivery:
     def __init__(
         self,
@@ -135,8 +190,11 @@ class AlertDelivery:
         open_alerts: OpenAlerts | None = None,
         inhibit_rules: Sequence[InhibitRule] = (),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        groups: AlertGroups | None = None,
     ) -> None:
-        """``attempts`` and ``backoff_max`` bound each sink's own retries (see
+        """``groups`` unset: route timing is not applied (every alert at once); set, ``digest`` routes
+        and storm limits apply (:mod:`alerts.digests`) and :meth:`flush_groups` sends due digests.
+        ``attempts`` and ``backoff_max`` bound each sink's own retries (see
         :class:`alerts.dispatch.AlertDispatcher`); ``retry_max_seconds`` caps the wait between
         attempts at an unavailable Redis or Kafka, which are retried for as long as they are down.
         ``silences`` unset: nothing is silenced; ``team_of`` names a rule's owner, for silences and
@@ -159,6 +217,19 @@ class AlertDelivery:
             open_alerts=None if open_alerts is None else _StallingOpenAlerts(open_alerts, metrics, retry_max_seconds),
             inhibit_rules=inhibit_rules,
             clock=clock,
+            groups=None if groups is None else _StallingGroups(groups, metrics, retry_max_seconds),
+        )
+        self._flusher = (
+            None
+            if groups is None
+            else DigestFlusher(
+                groups,
+                {n.name: n for n in notifiers},
+                RetryingSender(attempts=attempts, backoff_max=backoff_max),
+                clock=clock,
+                on_outcome=metrics.record_delivery,
+                on_digest=metrics.record_digest,
+            )
         )
 
     @property
@@ -195,6 +266,18 @@ class AlertDelivery:
             age = (self._clock() - alert.evaluated_at).total_seconds()
             self._metrics.alert_event_to_delivered.labels(status=alert.status).observe(max(age, 0.0))
         return Handled.DELIVERED
+
+    async def flush_groups(self) -> list[SinkOutcome]:
+        """Send the digests of due groups (the worker's timer); never raises: a failure is logged and
+        its group tried again on the next call."""
+        if self._flusher is None:
+            return []
+        try:
+            return await self._flusher.flush_due()
+        except Exception as exc:  # Redis down while listing due groups: the next tick tries again
+            self._metrics.dependency_errors.labels(operation="group_flush").inc()
+            log.warning("digests not flushed this time: %s: %s", type(exc).__name__, exc)
+            return []
 
     async def _dead_letter(self, record: SourceRecord, reason: str, detail: str) -> None:
         await retry_unavailable(

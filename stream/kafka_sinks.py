@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from alerts.digest_format import digest_bytes
+from alerts.grouping import Digest
 from alerts.model import Alert
 from alerts.notifier import RetryableDeliveryError
 from stream.contracts import SourceRecord
@@ -42,6 +44,7 @@ class KafkaAlertNotifier:
     acknowledge is retryable: the dispatcher retries it within its attempts, then dead-letters it."""
 
     def __init__(self, topic: Any, *, name: str) -> None:
+        self._topic = topic
         self._publisher = KafkaAlertPublisher(topic)
         self._name = name
 
@@ -52,6 +55,14 @@ class KafkaAlertNotifier:
     async def notify(self, alert: Alert) -> None:
         try:
             await self._publisher.publish(alert)
+        except PUBLISH_ERRORS as exc:
+            raise RetryableDeliveryError(self._name, f"{type(exc).__name__}: {exc}") from None
+
+    async def notify_digest(self, digest: Digest) -> None:
+        """One record for the digest (``"type": "digest"``), keyed by its group, every alert listed."""
+        try:
+            sent = await self._topic.send(key=digest.group.encode(), value=digest_bytes(digest), force=True)
+            await sent
         except PUBLISH_ERRORS as exc:
             raise RetryableDeliveryError(self._name, f"{type(exc).__name__}: {exc}") from None
 

@@ -90,7 +90,9 @@ class Metrics:
         )
         self.alert_deliveries = Counter(
             "churnwatch_alert_deliveries_total",
-            "Alert deliveries, by sink and outcome.",
+            "Alert deliveries, by sink and outcome (delivered, duplicate, failed_*, silenced, inhibited, "
+            "resolved_not_sent, grouped: waits in its route's group for a digest, rate_limited: over the route's "
+            "storm limit, waits for a later digest).",
             ["sink", "outcome"],
             registry=registry,
         )
@@ -134,6 +136,19 @@ class Metrics:
             "Requests to the Slack interactivity endpoint refused, by reason (unsigned, bad_timestamp, "
             "stale_timestamp, bad_signature: 401; bad_payload: 400).",
             ["reason"],
+            registry=registry,
+        )
+        self.alert_digests = Counter(
+            "churnwatch_alert_digests_total",
+            "Digests (one message for a route's grouped alerts), by sink and outcome (delivered, failed_permanent, "
+            "failed_retries_exhausted: kept, tried again later).",
+            ["sink", "outcome"],
+            registry=registry,
+        )
+        self.alert_digest_alerts = Counter(
+            "churnwatch_alert_digest_alerts_total",
+            "Alerts carried by delivered digests (shown in full or listed), by sink.",
+            ["sink"],
             registry=registry,
         )
         self.alert_delivery = Histogram(
@@ -204,3 +219,8 @@ class Metrics:
     def record_delivery(self, sink: str, outcome: str, seconds: float) -> None:
         self.alert_deliveries.labels(sink=sink, outcome=outcome).inc()
         self.alert_delivery.labels(sink=sink).observe(seconds)
+
+    def record_digest(self, sink: str, outcome: str, alerts: int) -> None:
+        self.alert_digests.labels(sink=sink, outcome=outcome).inc()
+        if outcome == "delivered":
+            self.alert_digest_alerts.labels(sink=sink).inc(alerts)
