@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from alerts.digests import GroupingStage
+from alerts.flapping import FlapStage, HeldResolutions
 from alerts.grouping import AlertGroups
 from alerts.inhibition import OpenAlerts
 from alerts.model import Alert
@@ -102,10 +103,13 @@ class AlertDispatcher:
         open_alerts: OpenAlerts | None = None,
         inhibit_rules: Sequence[InhibitRule] = (),
         groups: AlertGroups | None = None,
+        held: HeldResolutions | None = None,
     ) -> None:
-        """``groups`` unset: route timing is not applied (every alert is sent at once); set, alerts of
-        ``digest`` routes and those over a route's ``max_alerts_per_hour`` wait there for a digest
-        (:mod:`alerts.digests`). ``open_alerts`` unset: none are tracked (and nothing is inhibited); ``inhibit_rules``
+        """``held`` unset: ``flap_span`` is not applied (resolutions go out at once); set, routes
+        with a ``flap_span`` hold resolutions there (:mod:`alerts.flapping`). ``groups`` unset: route
+        timing is not applied (every alert is sent at once); set, alerts of ``digest`` routes and
+        those over a route's ``max_alerts_per_hour`` wait there for a digest (:mod:`alerts.digests`).
+        ``open_alerts`` unset: none are tracked (and nothing is inhibited); ``inhibit_rules``
         empty: the open alerts are tracked (for the gauge) but inhibit nothing.
         ``silences`` unset: nothing is ever silenced. ``team_of`` gives a rule's owner team (for
         ``team`` matchers of silences and routes: the alert does not carry it). ``clock`` is the wall
@@ -130,6 +134,7 @@ class AlertDispatcher:
         self._on_outcome = on_outcome
         self._team_of = team_of
         self._grouping = None if groups is None else GroupingStage(groups, delivery_log, clock)
+        self._flaps = None if held is None else FlapStage(held, delivery_log, clock)
 
     @property
     def sinks(self) -> tuple[str, ...]:
@@ -186,12 +191,25 @@ class AlertDispatcher:
         return tuple(n for n in self._notifiers if n.name in match_of), declined, match_of
 
     async def _route_one(self, notifier: Notifier, alert: Alert, match: RouteMatch | None) -> SinkOutcome:
-        """Grouping and the storm limit (routes with ``digest`` or ``max_alerts_per_hour``), then delivery."""
-        if self._grouping is None or match is None or not match.settings.grouped:
+        """Flap damping (routes with ``flap_span``), grouping and the storm limit (``digest``,
+        ``max_alerts_per_hour``), then delivery. A resolution of an alert still waiting in its group
+        takes it out before anything else: the receiver never heard of it."""
+        if match is None:
             return await self._deliver(notifier, alert)
-        if alert.status == "resolved":
-            if await self._grouping.resolution_pending(match, alert):
-                return SinkOutcome(notifier.name, DeliveryOutcome.RESOLVED_NOT_SENT, 0.0, 0)
+        grouped = self._grouping is not None and match.settings.grouped
+        taken_out = (
+            alert.status == "resolved"
+            and grouped
+            and self._grouping is not None
+            and await self._grouping.resolution_pending(match, alert)
+        )
+        if taken_out:
+            return SinkOutcome(notifier.name, DeliveryOutcome.RESOLVED_NOT_SENT, 0.0, 0)
+        if self._flaps is not None:
+            damped = await self._flaps.damp(match, alert)
+            if damped is not None:
+                return damped
+        if alert.status == "resolved" or not grouped or self._grouping is None:
             return await self._deliver(notifier, alert)
         if await self._grouping.admit(match):
             return await self._deliver(notifier, alert)

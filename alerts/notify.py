@@ -44,6 +44,11 @@ class DeliveryOutcome(StrEnum):
     RATE_LIMITED = "rate_limited"
     """Over its route's storm limit (``max_alerts_per_hour``): it waits in the group (Redis) and goes
     out in a later digest, ranked by customer value. Counted once per alert and receiver."""
+    FLAPPING = "flapping"
+    """Fired again while its customer's resolution for the rule was held (``flap_span``): the held
+    resolution is cancelled, this firing is not sent, and the first alert stays the one open alert."""
+    RESOLUTION_HELD = "resolution_held"
+    """A resolution held for the route's ``flap_span`` (Redis): sent after it unless the alert fires again."""
 
 
 DONE = frozenset(
@@ -55,6 +60,8 @@ DONE = frozenset(
         DeliveryOutcome.INHIBITED,
         DeliveryOutcome.GROUPED,
         DeliveryOutcome.RATE_LIMITED,
+        DeliveryOutcome.FLAPPING,
+        DeliveryOutcome.RESOLUTION_HELD,
     }
 )
 """Outcomes after which the record is done with for that receiver (nothing to dead-letter)."""

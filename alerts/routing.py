@@ -147,6 +147,11 @@ class Route(BaseModel):
     digest_size: int | None = Field(
         default=None, ge=1, le=20, description="Alerts a digest shows in full, the most valuable first (default 10)"
     )
+    flap_span: Duration | None = Field(
+        default=None,
+        description="Flap damping: hold a resolution this long before it is sent; a firing of the same customer "
+        "and rule meanwhile cancels it and is not sent (the alert stays one open alert). Default 0s: off",
+    )
 
     @field_validator("group_interval", "repeat_interval")
     @classmethod
@@ -155,7 +160,7 @@ class Route(BaseModel):
             raise ValueError("must be longer than 0s")
         return value
 
-    @field_validator("group_wait")
+    @field_validator("group_wait", "flap_span")
     @classmethod
     def _not_negative(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and value < timedelta(0):
@@ -182,6 +187,8 @@ class RouteSettings:
     digest: bool = False
     """False: alerts are sent one by one, at once; only those over the storm limit wait for a digest."""
     digest_size: int = 10
+    flap_span: timedelta = timedelta(0)
+    """0: resolutions are sent at once."""
 
     def under(self, route: Route) -> RouteSettings:
         """These settings as inherited by ``route``: what it sets wins."""
@@ -194,7 +201,10 @@ class RouteSettings:
             f"group_wait={format_duration(self.group_wait)} group_interval={format_duration(self.group_interval)} "
             f"repeat_interval={format_duration(self.repeat_interval)} max_alerts_per_hour={limit} "
             f"send_resolved={str(self.send_resolved).lower()}"
-        ) + (f" digest=true digest_size={self.digest_size}" if self.digest else "")
+        ) + (
+            (f" digest=true digest_size={self.digest_size}" if self.digest else "")
+            + (f" flap_span={format_duration(self.flap_span)}" if self.flap_span else "")
+        )
 
     @property
     def grouped(self) -> bool:
@@ -210,6 +220,7 @@ _SETTING_NAMES = (
     "send_resolved",
     "digest",
     "digest_size",
+    "flap_span",
 )
 
 

@@ -42,6 +42,7 @@ from pydantic import ValidationError
 
 from alerts.digests import DigestFlusher
 from alerts.dispatch import AlertDispatcher, DeliveryLog, DeliveryOutcome
+from alerts.flapping import Held, HeldResolutions, ResolutionReleaser
 from alerts.grouping import AlertGroups, Digest, GroupSettings, GroupSnapshot, GroupState, Pending
 from alerts.inhibition import OpenAlerts
 from alerts.model import Alert
@@ -173,6 +174,33 @@ class _StallingGroups(_Stalling):
         return await self._inner.digest(digest_id)
 
 
+class _StallingHeld(_Stalling):
+    """Held resolutions on the delivery path (operation ``held_resolution``): stalled on an outage,
+    so a record is acknowledged only once its resolution is held or its flap absorbed."""
+
+    def __init__(self, inner: HeldResolutions, metrics: Metrics, max_wait: float) -> None:
+        super().__init__(metrics, max_wait)
+        self._inner = inner
+
+    async def hold(self, held: Held) -> None:
+        await self._stalled("held_resolution", lambda: self._inner.hold(held))
+
+    async def cancel(self, receiver: str, customer_id: str, rule_id: str) -> Alert | None:
+        return await self._stalled("held_resolution", lambda: self._inner.cancel(receiver, customer_id, rule_id))
+
+    async def remember_episode(self, receiver: str, alert_id: str, original: str) -> None:
+        await self._stalled("held_resolution", lambda: self._inner.remember_episode(receiver, alert_id, original))
+
+    async def original_of(self, receiver: str, alert_id: str) -> str | None:
+        return await self._stalled("held_resolution", lambda: self._inner.original_of(receiver, alert_id))
+
+    async def claim_due(self, now: datetime, lease: timedelta) -> list[Held]:
+        return await self._inner.claim_due(now, lease)
+
+    async def release(self, held: Held) -> None:
+        await self._inner.release(held)
+
+
 class AlertDelivery:
     def __init__(
         self,
@@ -191,8 +219,11 @@ class AlertDelivery:
         inhibit_rules: Sequence[InhibitRule] = (),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         groups: AlertGroups | None = None,
+        held: HeldResolutions | None = None,
     ) -> None:
-        """``groups`` unset: route timing is not applied (every alert at once); set, ``digest`` routes
+        """``held`` unset: ``flap_span`` is not applied; set, resolutions of routes with one are held
+        there and :meth:`flush_groups` sends them when their span has passed.
+        ``groups`` unset: route timing is not applied (every alert at once); set, ``digest`` routes
         and storm limits apply (:mod:`alerts.digests`) and :meth:`flush_groups` sends due digests.
         ``attempts`` and ``backoff_max`` bound each sink's own retries (see
         :class:`alerts.dispatch.AlertDispatcher`); ``retry_max_seconds`` caps the wait between
@@ -218,6 +249,18 @@ class AlertDelivery:
             inhibit_rules=inhibit_rules,
             clock=clock,
             groups=None if groups is None else _StallingGroups(groups, metrics, retry_max_seconds),
+            held=None if held is None else _StallingHeld(held, metrics, retry_max_seconds),
+        )
+        self._releaser = (
+            None
+            if held is None
+            else ResolutionReleaser(
+                held,
+                {n.name: n for n in notifiers},
+                RetryingSender(attempts=attempts, backoff_max=backoff_max),
+                clock=clock,
+                on_outcome=metrics.record_delivery,
+            )
         )
         self._flusher = (
             None
@@ -268,16 +311,18 @@ class AlertDelivery:
         return Handled.DELIVERED
 
     async def flush_groups(self) -> list[SinkOutcome]:
-        """Send the digests of due groups (the worker's timer); never raises: a failure is logged and
-        its group tried again on the next call."""
-        if self._flusher is None:
-            return []
-        try:
-            return await self._flusher.flush_due()
-        except Exception as exc:  # Redis down while listing due groups: the next tick tries again
-            self._metrics.dependency_errors.labels(operation="group_flush").inc()
-            log.warning("digests not flushed this time: %s: %s", type(exc).__name__, exc)
-            return []
+        """Send the digests of due groups and the held resolutions whose flap span passed (the
+        worker's timer); never raises: a failure is logged and tried again on the next call."""
+        sent: list[SinkOutcome] = []
+        for what, flush in (("digests", self._flusher), ("held resolutions", self._releaser)):
+            if flush is None:
+                continue
+            try:
+                sent += await (flush.flush_due() if isinstance(flush, DigestFlusher) else flush.release_due())
+            except Exception as exc:  # Redis down while listing what is due: the next tick tries again
+                self._metrics.dependency_errors.labels(operation="group_flush").inc()
+                log.warning("%s not sent this time: %s: %s", what, type(exc).__name__, exc)
+        return sent
 
     async def _dead_letter(self, record: SourceRecord, reason: str, detail: str) -> None:
         await retry_unavailable(

@@ -1,4 +1,4 @@
-"""The alert groups in memory, with the semantics of :class:`stream.alert_groups.RedisAlertGroups`
+"""The alert groups and held resolutions in memory, with the semantics of :class:`stream.alert_groups.RedisAlertGroups`
 (the integration test ``test_alert_groups_redis`` holds the Redis one to the same behaviour)."""
 
 from __future__ import annotations
@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from alerts.flapping import Held
 from alerts.grouping import STORM_WINDOW, Digest, GroupSettings, GroupSnapshot, GroupState, Pending
+from alerts.model import Alert
 
 
 @dataclass
@@ -95,3 +97,41 @@ class InMemoryAlertGroups:
 
     async def digest(self, digest_id: str) -> Digest | None:
         return self.digests.get(digest_id)
+
+
+@dataclass
+class InMemoryHeldResolutions:
+    """Held resolutions in memory, with the semantics of :class:`stream.held_resolutions.RedisHeldResolutions`."""
+
+    held: dict[tuple[str, str, str], Held] = field(default_factory=dict)
+    due_at: dict[tuple[str, str, str], datetime] = field(default_factory=dict)
+    episodes: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    async def hold(self, held: Held) -> None:
+        where = (held.receiver, held.resolution.customer_id, held.resolution.rule_id)
+        if where not in self.held:
+            self.held[where] = held
+            self.due_at[where] = held.release_at
+
+    async def cancel(self, receiver: str, customer_id: str, rule_id: str) -> Alert | None:
+        self.due_at.pop((receiver, customer_id, rule_id), None)
+        held = self.held.pop((receiver, customer_id, rule_id), None)
+        return None if held is None else held.resolution
+
+    async def remember_episode(self, receiver: str, alert_id: str, original: str) -> None:
+        self.episodes[(receiver, alert_id)] = original
+
+    async def original_of(self, receiver: str, alert_id: str) -> str | None:
+        return self.episodes.get((receiver, alert_id))
+
+    async def claim_due(self, now: datetime, lease: timedelta) -> list[Held]:
+        due = [where for where, at in self.due_at.items() if at <= now]
+        for where in due:
+            self.due_at[where] = now + lease
+        return [self.held[where] for where in due]
+
+    async def release(self, held: Held) -> None:
+        where = (held.receiver, held.resolution.customer_id, held.resolution.rule_id)
+        if where in self.held and self.held[where].resolution.alert_id == held.resolution.alert_id:
+            del self.held[where]
+            del self.due_at[where]
