@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -156,3 +157,59 @@ async def test_kafka_gets_one_record_keyed_by_group_and_the_log_one_line(caplog:
     assert record.levelno == logging.CRITICAL  # alert 3 is critical
     assert record.getMessage().startswith(f"digest {made.digest_id} · 3 alerts for storm (route.routes[1]); top: ")
     assert record.getMessage().endswith(f"all: churnwatch alerts list --digest {made.digest_id}")
+
+
+def readme_example() -> Digest:
+    """The digest the README renders: seven alerts waiting for retention-team, five allowed, three shown."""
+    at = datetime(2026, 4, 1, 10, 0, tzinfo=UTC)
+    people = [
+        ("cust-1042", 2140.5, "enterprise", "purchase-overdue", Severity.WARNING,
+         "No purchase for 63 days, overdue for this customer: alerted after 30 days."),
+        ("cust-0318", 1875.0, "enterprise", "nps-detractor", Severity.CRITICAL, "NPS answer 2/10 (previous answer 8)."),
+        ("cust-2207", 960.25, "smb", "spend-drop", Severity.WARNING,
+         "Spent 40.00 in the last 30 days, 22% of their usual 180.00."),
+        ("cust-0871", 655.0, "smb", "purchase-overdue", Severity.WARNING,
+         "No purchase for 41 days, overdue for this customer: alerted after 30 days."),
+        ("cust-1730", 120.0, "trial", "purchase-overdue", Severity.WARNING,
+         "No purchase for 35 days, overdue for this customer: alerted after 30 days."),
+        ("cust-0099", 80.0, "trial", "spend-drop", Severity.WARNING,
+         "Spent 0.00 in the last 30 days, 0% of their usual 35.00."),
+        ("cust-1555", 45.5, "trial", "purchase-overdue", Severity.WARNING,
+         "No purchase for 33 days, overdue for this customer: alerted after 30 days."),
+    ]  # fmt: skip
+    alerts = [
+        Alert(
+            alert_id=f"00000000-0000-5000-8000-00000000000{i}",
+            customer_id=customer,
+            rule_id=rule,
+            severity=severity,
+            message=message,
+            evidence={},
+            customer={"lifetime_spend": spend, "segment": segment},
+            evaluated_at=at,
+            detected_at=at,
+            trigger_event_id=f"e{i}",
+            trigger_topic="churnwatch.purchases",
+        )
+        for i, (customer, spend, segment, rule, severity, message) in enumerate(people)
+    ]
+    group_settings = GroupSettings(
+        receiver="retention-team", route="route.routes[3]", digest=True, group_wait=timedelta(minutes=1),
+        group_interval=timedelta(minutes=10), repeat_interval=timedelta(hours=4), max_alerts_per_hour=5, digest_size=3,
+    )  # fmt: skip
+    pending = [Pending(alert=a, since=at) for a in alerts]
+    made, _ = plan_digest("retention-team@route.routes[3]", group_settings, GroupState(), pending, 5, at)
+    return made
+
+
+def test_the_readme_digest_is_what_the_formatter_sends() -> None:
+    from tests.unit.test_readme_examples import ROOT, as_text
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Digests and the storm limit") :]
+    shown = re.search(r"```text\n(.*?)\n```", section, re.S)
+    assert shown is not None
+    payload = slack_digest(readme_example())
+    assert_within_slack_limits(payload)
+    assert shown[1] == as_text(payload["blocks"])
+    assert f"alerts list --digest {readme_example().digest_id}" in section.split("```")[1]
