@@ -28,13 +28,13 @@ from alerts.slack_web import SlackWebApiNotifier
 from alerts.webhook import WebhookNotifier
 from rules.ruleset import RuleSet
 from stream.alert_groups import RedisAlertGroups
-from stream.batching import batches
+from stream.batching import BatchBuffer
+from stream.bulk_fetch import BulkFetchApp
 from stream.connections import faust_broker_settings, redis_client
 from stream.contracts import SourceRecord
 from stream.delivery import AlertDelivery
 from stream.delivery_log import RedisDeliveryLog
 from stream.due_index import RedisDueIndex
-from stream.held_resolutions import RedisHeldResolutions
 from stream.kafka_sinks import KafkaAlertPublisher, KafkaDeadLetterSink
 from stream.metrics import Metrics
 from stream.open_alerts import RedisOpenAlerts, rule_cooldown
@@ -73,8 +73,7 @@ class Worker:
     rules: Callable[[], RuleSet]
 
 
-def _record_of(event: faust.EventT[bytes]) -> SourceRecord:
-    message = event.message
+def _record_of(message: faust.types.Message) -> SourceRecord:
     return SourceRecord(message.topic, message.partition, message.offset, message.key, message.value)
 
 
@@ -155,7 +154,7 @@ def build_app(
 
     broker = faust_broker_settings(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level of its datadir
-    app = faust.App(
+    app = BulkFetchApp(
         settings.app_id,
         broker=broker.url,
         broker_credentials=broker.credentials,
@@ -217,21 +216,24 @@ def build_app(
         open_alerts=RedisOpenAlerts(redis, open_for=rule_cooldown(active), gauge=metrics.open_alerts),
         inhibit_rules=() if routes is None else routes.inhibit_rules,
         groups=RedisAlertGroups(redis, settings.app_id),
-        held=RedisHeldResolutions(redis, settings.app_id),
     )
 
-    # concurrency=1: faust can commit past an in-flight message with concurrency > 1 (faust #606).
-    @app.agent(events_topic, concurrency=1, name="churnwatch.consume_events")
-    async def consume_events(stream: faust.StreamT[bytes]) -> None:
-        # The guard holds the agent while Redis's state is unchecked or lost (stream/state_guard.py).
-        await guard.admit()  # before the first event is taken
-        # noack: an event is acked below, once its batch is done, never by faust when the next is taken.
-        manual = stream.noack()  # type: ignore[attr-defined]  # StreamT does not declare noack()
-        async for batch in batches(manual.events(), settings.batch_max_events, before_take=guard.admit):
-            await guard.admit()  # a batch that arrived after a loss was noticed waits unacked: no commit past it
-            await processor.process_batch([_record_of(event) for event in batch])
-            for event in batch:
-                await manual.ack(event)
+    # The event topics are read in bulk below faust's per-event stream (stream/bulk_fetch.py): faust's
+    # fetcher puts their messages into this buffer, and offsets are committed only behind acked ones.
+    fetched: BatchBuffer[faust.types.Message] = BatchBuffer(settings.batch_max_events)
+    app.read_in_bulk([events_topic], fetched)
+
+    @app.task  # type: ignore[untyped-decorator]  # faust does not type its decorators
+    async def consume_events() -> None:
+        while True:
+            # The guard holds the worker while Redis's state is unchecked or lost (stream/state_guard.py):
+            # before it takes a batch, never with one in hand that it would have to ack unprocessed.
+            await guard.admit()
+            batch = await fetched.take()
+            app.track_taken(batch)  # from here a rebalance or shutdown waits for their acks
+            await guard.admit()  # a batch taken after a loss was noticed waits unacked: no commit past it
+            await processor.process_batch([_record_of(message) for message in batch])
+            app.ack(batch)  # only now: their state is written
             await guard.done_with_batch()  # a worker stopped between batches can shut down and rebalance
 
     @app.agent(alerts_topic, concurrency=1, name="churnwatch.deliver_alerts")
@@ -239,7 +241,7 @@ def build_app(
         async for event in stream.events():
             # Returns once delivered or dead-lettered (Redis or Kafka down: it waits), so the event is
             # acknowledged only then.
-            await delivery.handle(_record_of(event))
+            await delivery.handle(_record_of(event.message))
 
     @app.page("/metrics")
     async def metrics_page(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
