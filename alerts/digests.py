@@ -37,8 +37,15 @@ from alerts.routing import RouteMatch
 
 log = logging.getLogger("churnwatch.delivery")
 
-LOCK_TTL = timedelta(minutes=5)
-"""Longer than any digest's send (attempts × backoff_max): a crashed flusher's lock lapses by then."""
+REQUEST_TIMEOUT = timedelta(seconds=10)
+"""The receivers' own timeout per request (Slack's and the webhook's default)."""
+
+
+def lock_ttl(attempts: int, backoff_max: timedelta) -> timedelta:
+    """How long a flusher holds a group: longer than its longest send (every attempt timing out,
+    every wait at its longest), so that only a crashed flusher's lock lapses, and then soon."""
+    return attempts * (REQUEST_TIMEOUT + backoff_max) + timedelta(seconds=5)
+
 
 OutcomeCallback = Callable[[str, str, float], None]
 DigestCallback = Callable[[str, str, int], None]
@@ -111,7 +118,10 @@ class DigestFlusher:
         clock: Callable[[], datetime],
         on_outcome: OutcomeCallback | None = None,
         on_digest: DigestCallback | None = None,
+        lock_for: timedelta = timedelta(minutes=5),
     ) -> None:
+        """``lock_for``: how long a flush holds its group (:func:`lock_ttl` of the sender's attempts)."""
+        self._lock_for = lock_for
         self._groups = groups
         self._notifiers = dict(notifiers)
         self._sender = sender
@@ -134,7 +144,7 @@ class DigestFlusher:
 
     async def flush(self, group: str) -> SinkOutcome | None:
         """Send the group's digest if it is due; None when nothing was sent."""
-        if not await self._groups.lock(group, LOCK_TTL):
+        if not await self._groups.lock(group, self._lock_for):
             return None  # another worker is at it
         try:
             return await self._flush(group)
@@ -184,7 +194,10 @@ class DigestFlusher:
                     at = state.last_sent_at + settings.repeat_interval
                     if at > now and plan_repeat(group, settings, state, last, resolved, at) is not None:
                         later = at  # not yet time for the reminder
-                await self._groups.reschedule(group, now, later)
+                # Waiting alerts this flush could not read (logged by the store) are tried again
+                # RETRY_AFTER later, not every tick; one that came in since the load waits that long
+                # at most.
+                await self._groups.reschedule(group, now + RETRY_AFTER, later)
                 return None
             await self._groups.start_digest(group, in_flight(state, digest), [])
         outcome = await self._send(notifier, digest)

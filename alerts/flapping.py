@@ -141,7 +141,10 @@ class ResolutionReleaser:
         *,
         clock: Callable[[], datetime],
         on_outcome: Callable[[str, str, float], None] | None = None,
+        lease: timedelta = LEASE,
     ) -> None:
+        """``lease``: longer than one send with all its retries (:func:`alerts.digests.lock_ttl`)."""
+        self._lease = lease
         self._store = store
         self._notifiers = dict(notifiers)
         self._sender = sender
@@ -150,7 +153,7 @@ class ResolutionReleaser:
 
     async def release_due(self) -> list[SinkOutcome]:
         outcomes = []
-        for held in await self._store.claim_due(self._clock(), LEASE):
+        for held in await self._store.claim_due(self._clock(), self._lease):
             notifier = self._notifiers.get(held.receiver)
             if notifier is None:
                 log.error(

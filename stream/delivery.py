@@ -40,7 +40,7 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
-from alerts.digests import DigestFlusher
+from alerts.digests import DigestFlusher, lock_ttl
 from alerts.dispatch import AlertDispatcher, DeliveryLog, DeliveryOutcome
 from alerts.flapping import Held, HeldResolutions, ResolutionReleaser
 from alerts.grouping import AlertGroups, Digest, GroupSettings, GroupSnapshot, GroupState, Pending
@@ -260,6 +260,7 @@ class AlertDelivery:
                 RetryingSender(attempts=attempts, backoff_max=backoff_max),
                 clock=clock,
                 on_outcome=metrics.record_delivery,
+                lease=lock_ttl(attempts, _as_timedelta(backoff_max)),
             )
         )
         self._flusher = (
@@ -272,6 +273,7 @@ class AlertDelivery:
                 clock=clock,
                 on_outcome=metrics.record_delivery,
                 on_digest=metrics.record_digest,
+                lock_for=lock_ttl(attempts, _as_timedelta(backoff_max)),
             )
         )
 
@@ -335,3 +337,7 @@ class AlertDelivery:
         )
         self._metrics.deadletters.labels(topic=record.topic, reason=reason).inc()
         log.warning("dead-lettered %s[%d]@%d: %s: %s", record.topic, record.partition, record.offset, reason, detail)
+
+
+def _as_timedelta(value: float | timedelta) -> timedelta:
+    return value if isinstance(value, timedelta) else timedelta(seconds=value)
