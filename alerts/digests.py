@@ -242,6 +242,11 @@ class DigestFlusher:
                 self._on_digest(notifier.name, outcome.outcome.value, len(digest.alerts))
             except Exception:
                 log.exception("on_digest callback failed for sink %s", notifier.name)
+        if outcome.outcome is not DeliveryOutcome.DELIVERED and self._on_outcome is not None:
+            try:  # a failing receiver shows where every failing delivery does (and its alerting rule)
+                self._on_outcome(notifier.name, outcome.outcome.value, outcome.seconds)
+            except Exception:
+                log.exception("on_outcome callback failed for sink %s", notifier.name)
         return outcome
 
     async def _count_limited(self, group: str, receiver: str, pending: list[Pending]) -> None:

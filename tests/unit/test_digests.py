@@ -270,6 +270,7 @@ async def test_a_refused_digest_is_kept_and_sent_later(rig: Rig) -> None:
     [sent] = await rig.flusher.flush_due()
     assert sent.outcome is DeliveryOutcome.DELIVERED and in_digests(rig.sinks["storm"]) == ["alert-0001"]
     assert rig.digest_outcomes == Counter({("storm", "failed_retries_exhausted"): 1, ("storm", "delivered"): 1})
+    assert rig.outcomes[("storm", "failed_retries_exhausted")] == 1  # where failing deliveries are watched
 
 
 async def test_group_interval_separates_digests_of_a_group(rig: Rig) -> None:
