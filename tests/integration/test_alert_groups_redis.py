@@ -6,6 +6,7 @@ an unreadable waiting alert is kept, not dropped; ``churnwatch alerts list`` rea
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections import Counter
 from datetime import timedelta
@@ -141,3 +142,29 @@ def test_alerts_list_prints_every_alert_of_a_digest(local_stack: StackInfo, monk
     assert [line.split()[1] for line in lines[2:]] == [f"cust-{n}" for n in range(12, 0, -1)]
     missing = CliRunner().invoke(main, ["alerts", "list", "--digest", "nope"])
     assert missing.exit_code == 1 and "no digest nope" in missing.output
+    both = CliRunner().invoke(main, ["alerts", "list", "--digest", digest_id, "--group", STORM])
+    assert both.exit_code == 2 and "exactly one of --digest and --group" in both.output
+
+
+def test_alerts_list_prints_what_waits_in_a_group(local_stack: StackInfo, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = app_id()
+
+    async def hold_back() -> None:
+        client = Redis.from_url(local_stack.redis_url)
+        try:
+            _, _, dispatcher, _, _, _ = rig(client, app)
+            for n in (3, 9, 5):
+                await dispatcher.dispatch(alert(n))  # group_wait not over: they wait
+        finally:
+            await client.aclose()
+
+    asyncio.run(hold_back())
+    monkeypatch.setenv("CHURNWATCH_REDIS_URL", local_stack.redis_url)
+    monkeypatch.setenv("CHURNWATCH_APP_ID", app)
+    result = CliRunner().invoke(main, ["alerts", "list", "--group", STORM, "--json"])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["alert_id"] for line in result.output.splitlines()] == [
+        "alert-0009",
+        "alert-0005",
+        "alert-0003",
+    ]
