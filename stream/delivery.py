@@ -27,7 +27,12 @@ is neither. To that end:
 - a record every sink now has is timed from its event time to then
   (``churnwatch_alert_event_to_delivered_seconds``); one every sink had already is not timed again;
 - with routes (``CHURNWATCH_ROUTES_FILE``) an alert goes only to the receivers its routes name (see
-  :mod:`alerts.dispatch`); "every sink" above means every sink it is routed to.
+  :mod:`alerts.dispatch`); "every sink" above means every sink it is routed to;
+- on a ``digest`` route, or over a route's ``max_alerts_per_hour``, "has the alert" means the alert
+  is in its group in Redis (operation ``group_add``, stalled the same way), from where
+  :meth:`AlertDelivery.flush_groups` (the worker's timer) sends it in a digest (:mod:`alerts.digests`);
+  on a route with a ``flap_span`` a resolution is held there instead (``held_resolution``) and sent by
+  the same timer after the span (:mod:`alerts.flapping`).
 """
 
 from __future__ import annotations
@@ -61,7 +66,8 @@ T = TypeVar("T")
 
 class Handled(StrEnum):
     DELIVERED = "delivered"
-    """Every sink it is routed to has the alert (now or from an earlier delivery)."""
+    """Every sink it is routed to has the alert (now or from an earlier delivery), or holds it for
+    later: in its group for a digest, or a resolution held for its flap span."""
     DEAD_LETTERED = "dead_lettered"
     SILENCED = "silenced"
     """A silence held it back from every sink; counted, and done with."""
