@@ -35,6 +35,7 @@ from stream.contracts import SourceRecord
 from stream.delivery import AlertDelivery
 from stream.delivery_log import RedisDeliveryLog
 from stream.due_index import RedisDueIndex
+from stream.held_resolutions import RedisHeldResolutions
 from stream.kafka_sinks import KafkaAlertPublisher, KafkaDeadLetterSink
 from stream.metrics import Metrics
 from stream.open_alerts import RedisOpenAlerts, rule_cooldown
@@ -216,6 +217,7 @@ def build_app(
         open_alerts=RedisOpenAlerts(redis, open_for=rule_cooldown(active), gauge=metrics.open_alerts),
         inhibit_rules=() if routes is None else routes.inhibit_rules,
         groups=RedisAlertGroups(redis, settings.app_id),
+        held=RedisHeldResolutions(redis, settings.app_id),
     )
 
     # The event topics are read in bulk below faust's per-event stream (stream/bulk_fetch.py): faust's
