@@ -31,6 +31,10 @@ class WindowStore(Protocol):
 
     async def read(self, customer_id: str) -> CustomerState: ...
 
+    async def read_many(self, customer_ids: Sequence[str]) -> list[CustomerState | Exception]:
+        """Each customer's state, in the order asked (one round trip); a state that cannot be decoded
+        comes back as its error, so one customer's broken state stays theirs."""
+
     async def claim_alert(
         self,
         *,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -46,9 +47,9 @@ class Waiting:
 class PendingLedger(Protocol):
     """Where waiting evaluations survive a crash (Redis, in production)."""
 
-    async def mark_pending(self, trigger: Trigger) -> None: ...
+    async def mark_pending(self, triggers: Sequence[Trigger]) -> None: ...
 
-    async def clear_pending(self, customer_id: str) -> None: ...
+    async def clear_pending(self, customer_ids: Sequence[str]) -> None: ...
 
     async def load_pending(self, limit: int) -> list[Trigger]: ...
 
@@ -78,17 +79,21 @@ class EvaluationQueue:
             self._metrics.evaluations_deferred.labels(waiting_for=behind[0]).inc()
         return bool(behind) or self._delay > 0 or trigger.customer_id in self._waiting[trigger.partition]
 
-    async def add(self, trigger: Trigger, watermark: datetime) -> None:
-        """Queue (or refresh) the customer's evaluation; one per customer, run on the latest state."""
-        waiting = self._waiting[trigger.partition]
-        queued = waiting.get(trigger.customer_id)
-        if queued is None:
-            await self._ledger.mark_pending(trigger)
-        waiting[trigger.customer_id] = Waiting(trigger, watermark, queued.since if queued else time.monotonic())
-        if len(waiting) > MAX_WAITING_PER_PARTITION:
-            oldest = next(iter(waiting))  # dicts keep insertion order; it stays in the ledger
-            del waiting[oldest]
-            self._metrics.evaluations_deferred_dropped.inc()
+    async def add(self, entries: Sequence[tuple[Trigger, datetime]]) -> None:
+        """Queue (or refresh) each customer's evaluation; one per customer, run on the latest state.
+        The customers not waiting yet are recorded in the ledger first, in one call: an evaluation
+        is never waiting here without being recorded there."""
+        new = [t for t, _ in entries if t.customer_id not in self._waiting[t.partition]]
+        await self._ledger.mark_pending(new)
+        now = time.monotonic()
+        for trigger, watermark in entries:
+            waiting = self._waiting[trigger.partition]
+            queued = waiting.get(trigger.customer_id)
+            waiting[trigger.customer_id] = Waiting(trigger, watermark, queued.since if queued else now)
+            if len(waiting) > MAX_WAITING_PER_PARTITION:
+                oldest = next(iter(waiting))  # dicts keep insertion order; it stays in the ledger
+                del waiting[oldest]
+                self._metrics.evaluations_deferred_dropped.inc()
 
     def partitions(self) -> list[int]:
         return [p for p, waiting in self._waiting.items() if waiting]
@@ -132,9 +137,11 @@ class EvaluationQueue:
             self._progress.describe(entry.trigger.partition) if self._progress else "",
         )  # fmt: skip
 
-    async def done(self, trigger: Trigger) -> None:
-        if trigger.customer_id not in self._waiting[trigger.partition]:  # not queued again meanwhile
-            await self._ledger.clear_pending(trigger.customer_id)
+    async def done(self, triggers: Sequence[Trigger]) -> None:
+        """Clear the ledger's record of these evaluations (one call), except for a customer queued again meanwhile."""
+        await self._ledger.clear_pending(
+            [t.customer_id for t in triggers if t.customer_id not in self._waiting[t.partition]]
+        )
 
     async def recover(self, limit: int = MAX_WAITING_PER_PARTITION) -> int:
         """Once, at start: queue the evaluations a previous worker left waiting."""

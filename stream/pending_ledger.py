@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -26,16 +27,22 @@ class RedisPendingLedger:
         self._index = keys.pending_index(app_id)
         self._triggers = keys.pending_triggers(app_id)
 
-    async def mark_pending(self, trigger: Trigger) -> None:
+    async def mark_pending(self, triggers: Sequence[Trigger]) -> None:
+        """One round trip for all of them (a batch queues its customers together)."""
+        if not triggers:
+            return
+        now_ms = int(time.time() * 1000)
         pipe = self._redis.pipeline(transaction=False)
-        pipe.zadd(self._index, {trigger.customer_id: int(time.time() * 1000)}, nx=True)
-        pipe.hset(self._triggers, trigger.customer_id, json.dumps(asdict(trigger)))
+        pipe.zadd(self._index, {t.customer_id: now_ms for t in triggers}, nx=True)
+        pipe.hset(self._triggers, mapping={t.customer_id: json.dumps(asdict(t)) for t in triggers})
         await pipe.execute()
 
-    async def clear_pending(self, customer_id: str) -> None:
+    async def clear_pending(self, customer_ids: Sequence[str]) -> None:
+        if not customer_ids:
+            return
         pipe = self._redis.pipeline(transaction=False)
-        pipe.zrem(self._index, customer_id)
-        pipe.hdel(self._triggers, customer_id)
+        pipe.zrem(self._index, *customer_ids)
+        pipe.hdel(self._triggers, *customer_ids)
         await pipe.execute()
 
     async def load_pending(self, limit: int) -> list[Trigger]:
@@ -53,5 +60,5 @@ class RedisPendingLedger:
                 triggers.append(Trigger(**json.loads(raw)))
             except (TypeError, ValueError) as exc:
                 log.error("dropping unreadable waiting evaluation of customer %r: %r (%s)", customer_id, raw, exc)
-                await self.clear_pending(customer_id)
+                await self.clear_pending([customer_id])
         return triggers

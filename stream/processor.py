@@ -207,9 +207,12 @@ class EventProcessor:
                 counted[event.customer_id] = (record, event, update)
                 returns.append((event, record.topic))
         await self._resolve_returns(returns, {cid: update for cid, (_, _, update) in counted.items()})
+        waiting: list[tuple[Trigger, datetime]] = []
         for customer_id, (record, event, update) in counted.items():
             trigger = Trigger(customer_id, event.event_id, record.topic, record.partition)
-            await self._evaluate_or_queue(trigger, update)
+            await self._evaluate_or_queue(trigger, update, waiting)
+        if waiting:
+            await self._retrying("queue", partial(self._queue.add, waiting))
         for partition in sorted({record.partition for record in records}):
             await self._evaluate_due(partition)
         await self._write_due_moments()
@@ -248,14 +251,17 @@ class EventProcessor:
             judged_by = self._judged_by = _RulesOf(rule_set, enabled, counters, {})
         return judged_by
 
-    async def _evaluate_or_queue(self, trigger: Trigger, update: WindowUpdate) -> None:
+    async def _evaluate_or_queue(
+        self, trigger: Trigger, update: WindowUpdate, waiting: list[tuple[Trigger, datetime]]
+    ) -> None:
+        """Judge the customer now, or append them to ``waiting`` (queued by the caller, for the batch)."""
         if self._quarantine.holds(trigger.customer_id):
             return
         watermark = update.watermark
         if watermark is None:
             return
         if self._queue.must_wait(trigger, watermark):
-            await self._retrying("queue", partial(self._queue.add, trigger, watermark))
+            waiting.append((trigger, watermark))
             return
         try:
             await self._judge(trigger, watermark, update.state)  # decoded only now
@@ -355,21 +361,31 @@ class EventProcessor:
         """Evaluate the customers whose evaluation waited, on their state as it is now. Their own
         events may all have been read already, so nothing else would evaluate them. One customer's
         failure puts their evaluation back (tried again at the next sweep, up to the quarantine)."""
-        for waiting in self._queue.take_due(partition):
+        taken = self._queue.take_due(partition)
+        due = [w for w in taken if not self._quarantine.holds(w.trigger.customer_id)]
+        done = [w.trigger for w in taken if self._quarantine.holds(w.trigger.customer_id)]  # not judged, cleared
+        try:  # every state in one round trip
+            states = await self._retrying("read", partial(self._store.read_many, [w.trigger.customer_id for w in due]))
+        except Exception:
+            for waiting in due:
+                self._queue.put_back(waiting)
+            raise
+        for waiting, state in zip(due, states, strict=True):
             trigger = waiting.trigger
-            if not self._quarantine.holds(trigger.customer_id):
-                try:
-                    state = await self._retrying("read", partial(self._store.read, trigger.customer_id))
-                    if state.watermark is not None:
-                        await self._judge(trigger, state.watermark, state)
-                except Exception as exc:
-                    failed = partial(self._quarantine.failed, trigger.customer_id, "deferred", exc)
-                    if not await self._retrying("quarantine", failed):
-                        self._queue.put_back(waiting)
-                        continue
-                else:
-                    self._quarantine.succeeded(trigger.customer_id)
-            await self._retrying("queue", partial(self._queue.done, trigger))
+            try:
+                if isinstance(state, Exception):
+                    raise state
+                if state.watermark is not None:
+                    await self._judge(trigger, state.watermark, state)
+            except Exception as exc:
+                failed = partial(self._quarantine.failed, trigger.customer_id, "deferred", exc)
+                if not await self._retrying("quarantine", failed):
+                    self._queue.put_back(waiting)
+                    continue
+            else:
+                self._quarantine.succeeded(trigger.customer_id)
+            done.append(trigger)
+        await self._retrying("queue", partial(self._queue.done, done))
 
     async def scan_due(self, partitions: Iterable[int], *, limit: int = DUE_SCAN_LIMIT) -> int:
         """Judge the customers of ``partitions`` whose due moment has passed (a silence crossed a
@@ -382,31 +398,38 @@ class EventProcessor:
             async with self._lock:
                 for partition in partitions:
                     claim = partial(self._due.claim_due, partition, now, limit)
-                    for customer_id in await self._retrying("due", claim):
-                        await self._judge_due(partition, customer_id, now)
-                        self._metrics.due_judged.inc()
-                        judged += 1
+                    customer_ids = await self._retrying("due", claim)
+                    await self._judge_due(partition, customer_ids, now)
+                    self._metrics.due_judged.inc(len(customer_ids))
+                    judged += len(customer_ids)
                     await self._write_due_moments()  # per partition: a lease outlives no scan of its partition
         except Exception:
             self._metrics.evaluation_errors.labels(stage="scan").inc()
             log.exception("scan of due customers failed; trying again at the next one")
         return judged
 
-    async def _judge_due(self, partition: int, customer_id: str, now: datetime) -> None:
-        if self._quarantine.holds(customer_id):
+    async def _judge_due(self, partition: int, customer_ids: Sequence[str], now: datetime) -> None:
+        """Judge these customers of ``partition`` at ``now``, their states read in one round trip. A
+        customer whose judgement fails is left leased: judged again once the lease runs out, up to
+        the quarantine; a read that fails leaves them all leased."""
+        held = [c for c in customer_ids if self._quarantine.holds(c)]
+        for customer_id in held:
             self._due_moments[partition, customer_id] = None
-            return
-        try:
-            state = await self._retrying("read", partial(self._store.read, customer_id))
-            if state.watermark is None:  # forgotten (idle ttl): nothing left to judge
-                self._due_moments[partition, customer_id] = None
-                return
-            trigger = Trigger(customer_id, f"due@{epoch_ms(now)}", DUE_TRIGGER, partition)
-            await self._judge(trigger, now, state)
-        except Exception as exc:  # left leased: judged again once the lease runs out, up to the quarantine
-            await self._retrying("quarantine", partial(self._quarantine.failed, customer_id, "due", exc))
-        else:
-            self._quarantine.succeeded(customer_id)
+        judged = [c for c in customer_ids if not self._quarantine.holds(c)]
+        states = await self._retrying("read", partial(self._store.read_many, judged))
+        for customer_id, state in zip(judged, states, strict=True):
+            try:
+                if isinstance(state, Exception):
+                    raise state
+                if state.watermark is None:  # forgotten (idle ttl): nothing left to judge
+                    self._due_moments[partition, customer_id] = None
+                    continue
+                trigger = Trigger(customer_id, f"due@{epoch_ms(now)}", DUE_TRIGGER, partition)
+                await self._judge(trigger, now, state)
+            except Exception as exc:
+                await self._retrying("quarantine", partial(self._quarantine.failed, customer_id, "due", exc))
+            else:
+                self._quarantine.succeeded(customer_id)
 
     async def _judge(self, trigger: Trigger, now: datetime, state: CustomerState) -> None:
         """Alert on what fires at ``now``, then note when the customer must next be judged (written

@@ -67,6 +67,15 @@ class MemoryStore:
     async def read(self, customer_id: str) -> CustomerState:
         return self._windows.read(customer_id)
 
+    async def read_many(self, customer_ids: Sequence[str]) -> list[CustomerState | Exception]:
+        states: list[CustomerState | Exception] = []
+        for customer_id in customer_ids:
+            try:
+                states.append(self._windows.read(customer_id))
+            except Exception as exc:  # as the Redis store: one customer's broken state is theirs
+                states.append(exc)
+        return states
+
     async def claim_alert(
         self,
         *,
@@ -196,11 +205,13 @@ class MemoryPendingLedger:
     def __init__(self) -> None:
         self._waiting: dict[str, Trigger] = {}
 
-    async def mark_pending(self, trigger: Trigger) -> None:
-        self._waiting[trigger.customer_id] = trigger
+    async def mark_pending(self, triggers: Sequence[Trigger]) -> None:
+        for trigger in triggers:
+            self._waiting[trigger.customer_id] = trigger
 
-    async def clear_pending(self, customer_id: str) -> None:
-        self._waiting.pop(customer_id, None)
+    async def clear_pending(self, customer_ids: Sequence[str]) -> None:
+        for customer_id in customer_ids:
+            self._waiting.pop(customer_id, None)
 
     async def load_pending(self, limit: int) -> list[Trigger]:
         return list(self._waiting.values())[:limit]

@@ -153,11 +153,11 @@ async def test_the_due_index_stays_small_when_customers_are_rescheduled_often() 
 
 async def test_the_pending_ledger_keeps_a_customers_place_and_their_latest_trigger() -> None:
     ledger = MemoryPendingLedger()
-    await ledger.mark_pending(Trigger("a", "e1", "t", 0))
-    await ledger.mark_pending(Trigger("b", "e2", "t", 1))
-    await ledger.mark_pending(Trigger("a", "e3", "t", 0))
+    await ledger.mark_pending([Trigger("a", "e1", "t", 0)])
+    await ledger.mark_pending([Trigger("b", "e2", "t", 1)])
+    await ledger.mark_pending([Trigger("a", "e3", "t", 0)])
     assert await ledger.load_pending(10) == [Trigger("a", "e3", "t", 0), Trigger("b", "e2", "t", 1)]
-    await ledger.clear_pending("a")
+    await ledger.clear_pending(["a"])
     assert [t.customer_id for t in await ledger.load_pending(1)] == ["b"]
 
 
