@@ -19,6 +19,7 @@ silent, which lets a rule name the very moment its verdict changes.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -99,6 +100,32 @@ def p_no_purchase_within(params: BgNbdParameters, x: int, t_x: float, T: float, 
     alive = p_alive(params, x, t_x, T)
     silent_if_alive = math.exp(-(params.r + x) * math.log1p(horizon_days / (params.alpha + T)))
     return 1.0 - alive * (1.0 - silent_if_alive)
+
+
+def silence_odds(
+    params: BgNbdParameters, x: int, t_x: float, horizon_days: float
+) -> tuple[Callable[[float], float], Callable[[float], float]]:
+    """:func:`p_alive` and :func:`p_no_purchase_within` of one history as functions of T alone, for a
+    search over T (``next_check``): what does not depend on T is computed once, and the rest is the
+    very same operations in the same order, so each gives the same float as the function it stands in
+    for."""
+    log_a, log_b, n = math.log(params.a), math.log(params.b + x - 1) if x > 0 else 0.0, params.r + x
+    alpha, log_t_x = params.alpha, math.log(params.alpha + t_x)
+
+    def alive(T: float) -> float:
+        if x <= 0:
+            return 1.0
+        z = log_a - log_b + n * (math.log(alpha + T) - log_t_x)
+        if z > 0:
+            e = math.exp(-z)
+            return e / (1.0 + e)
+        return 1.0 / (1.0 + math.exp(z))
+
+    def no_purchase(T: float) -> float:
+        silent_if_alive = math.exp(-n * math.log1p(horizon_days / (alpha + T)))
+        return 1.0 - alive(T) * (1.0 - silent_if_alive)
+
+    return alive, no_purchase
 
 
 def log_likelihood(params: BgNbdParameters, x: int, t_x: float, T: float) -> float:

@@ -30,17 +30,28 @@ Each silence alerts once (its episode is the last purchase day); a new purchase 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from rules.base import Condition, Duration, EvidenceValue, Verdict
 from rules.context import EvaluationContext
-from rules.purchase_model import BgNbdInputs, BgNbdParameters, bgnbd_inputs, p_alive, p_no_purchase_within
+from rules.purchase_model import (
+    BgNbdInputs,
+    BgNbdParameters,
+    bgnbd_inputs,
+    day_start,
+    p_alive,
+    p_no_purchase_within,
+    silence_odds,
+)
 from rules.state import CustomerState, day_number, days_between
 
+_MICROSECOND = timedelta(microseconds=1)
+_MICROSECONDS_A_DAY = 86_400_000_000
 SEARCH_LIMIT = timedelta(days=3650)
 """``next_check`` looks this far ahead for the moment the verdict flips (then: only an event will)."""
 
@@ -152,11 +163,7 @@ class PurchaseModelCondition(Condition):
         if now_judged is None or now_judged.fired:
             return None
         quiet, fires = 0, int(SEARCH_LIMIT.total_seconds())  # seconds after now
-
-        def fires_after(seconds: int) -> bool:
-            judged = self._judge(ctx.state, ctx.now + timedelta(seconds=seconds))
-            return judged is not None and judged.fired
-
+        fires_after = self._fires_after(ctx.state, ctx.now, now_judged.inputs)
         if not fires_after(fires):
             return None
         while fires - quiet > 1:
@@ -166,3 +173,28 @@ class PurchaseModelCondition(Condition):
             else:
                 quiet = middle
         return ctx.now + timedelta(seconds=fires)
+
+    def _fires_after(self, state: CustomerState, now: datetime, inputs: BgNbdInputs) -> Callable[[int], bool]:
+        """Whether the rule fires ``seconds`` after ``now`` with nothing bought: what :meth:`_judge` says
+        at ``now + seconds``, on floats. Only T moves, and ``(now + s - day start) / 1 day`` is an
+        integer division of microseconds, so ``(µs to now + s x 10^6) / µs a day`` is the very same
+        float. With a zone whose offset moves (DST), adding seconds is wall-clock arithmetic: then
+        each moment is judged as :meth:`_judge` judges it."""
+        if not isinstance(now.tzinfo, timezone) or state.first_purchase_at is None:
+
+            def judged_fires(seconds: int) -> bool:
+                judged = self._judge(state, now + timedelta(seconds=seconds))
+                return judged is not None and judged.fired
+
+            return judged_fires
+        to_now = (now - day_start(day_number(state.first_purchase_at))) // _MICROSECOND
+        alive, no_purchase = silence_odds(self.parameters, inputs.x, inputs.t_x, self.horizon_days)
+        t_x, max_p_alive, min_p_no_purchase = inputs.t_x, self.max_p_alive, self.min_p_no_purchase
+
+        def fires(seconds: int) -> bool:
+            T = max((to_now + seconds * 1_000_000) / _MICROSECONDS_A_DAY, t_x)
+            if max_p_alive is not None:
+                return alive(T) < max_p_alive
+            return min_p_no_purchase is not None and no_purchase(T) > min_p_no_purchase
+
+        return fires
