@@ -285,7 +285,9 @@ class Settings(BaseSettings):
         default=3, ge=1, description="Failed evaluations in a row after which a customer is quarantined"
     )
     batch_max_events: int = Field(
-        default=500,
+        # 5,000, not 500: in a backlog each customer's run of a batch is one script call and one
+        # judgement, so larger batches cost less per event (bench/README.md: 4,672 -> 8,544 events/s).
+        default=5000,
         ge=1,
         le=100_000,
         description="The most events processed as one batch: one Redis round trip for their windows, each "
