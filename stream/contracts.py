@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from alerts.cooldown import Claim
 from alerts.model import Alert
 from rules.state import CustomerState
 from stream.events import EventBase
-from stream.windows.store import Claim, OpenAlert, WindowUpdate
+from stream.windows.store import OpenAlert, WindowUpdate
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,14 @@ ttl of a customer's hash, the dedupe ttl) are not modelled, as in :mod:`stream.w
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import re
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from alerts.cooldown import Claim, ClaimRecord, decide_claim
 from rules.state import CustomerState, epoch_ms, from_epoch_ms
 from stream.due_index import DueMoments
 from stream.evaluation_queue import Trigger
@@ -31,9 +33,8 @@ from stream.events import EventBase
 from stream.quarantine import QuarantineEntry
 from stream.windows import keys
 from stream.windows.memory import MemoryWindows
-from stream.windows.store import Claim, ClaimOutcome, OpenAlert, WindowPolicy, WindowUpdate, _digest
+from stream.windows.store import OpenAlert, WindowPolicy, WindowUpdate, _digest
 
-_CLAIM = re.compile(r"^(\d+)\|([^|]*)\|([01])\|(.*)$", re.DOTALL)
 """``a:<rule>`` as claim.lua and published.lua match it (Lua's ``.`` also matches a newline)."""
 _OPEN_CLAIM = re.compile(r"^(\d+)\|([^|]*)\|([01])\|")
 """``a:<rule>`` as resolve.lua matches it (the episode is not read)."""
@@ -87,34 +88,32 @@ class MemoryStore:
         episode: str | None,
     ) -> Claim:
         """claim.lua: see its header for the outcomes."""
-        ledger, field, key = self._ledger(customer_id), f"a:{rule_id}", _digest(event_id)
-        now, episode_text = epoch_ms(at), episode or ""
-        previous = ledger.get(field)
-        if previous is not None:
-            found = _CLAIM.match(previous)
-            if found is None:  # the script would fail on it too (arithmetic on nil)
-                raise ValueError(f"unreadable alert claim {field}={previous!r} of customer {customer_id!r}")
-            fired, previous_key, published, previous_episode = found.groups()
-            if published == "0":
-                return Claim(ClaimOutcome.RECLAIMED, previous_key)
-            if previous_key == key:
-                return Claim(ClaimOutcome.PUBLISHED, previous_key)
-            if episode_text and previous_episode == episode_text:
-                return Claim(ClaimOutcome.EPISODE, previous_key)
-            if now < int(fired) + int(cooldown.total_seconds() * 1000):
-                return Claim(ClaimOutcome.COOLDOWN, previous_key)
-        ledger[field] = f"{now}|{key}|0|{episode_text}"
-        return Claim(ClaimOutcome.CLAIMED, key)
+        ledger, field = self._ledger(customer_id), f"a:{rule_id}"
+        stored = ledger.get(field)
+        try:
+            previous = None if stored is None else ClaimRecord.parse(stored)
+        except ValueError as exc:
+            raise ValueError(f"{field} of customer {customer_id!r}: {exc}") from None
+        claim, record = decide_claim(
+            previous,
+            now_ms=epoch_ms(at),
+            key=_digest(event_id),
+            cooldown_ms=int(cooldown.total_seconds() * 1000),
+            episode=episode or "",
+        )
+        if record is not None:
+            ledger[field] = str(record)
+        return claim
 
     async def confirm_published(self, *, customer_id: str, rule_id: str, claim_key: str) -> None:
         """published.lua: only the claim still standing under ``claim_key`` is marked."""
         ledger, field = self._ledger(customer_id), f"a:{rule_id}"
-        found = _CLAIM.match(ledger.get(field, ""))
-        if found is None:
+        try:
+            record = ClaimRecord.parse(ledger.get(field, ""))
+        except ValueError:  # no claim (or an unreadable one): nothing to mark, as the script
             return
-        fired, key, _, episode = found.groups()
-        if key == claim_key:
-            ledger[field] = f"{fired}|{key}|1|{episode}"
+        if record.key == claim_key:
+            ledger[field] = str(dataclasses.replace(record, published=True))
 
     async def resolve_open_alerts(self, customer_id: str, at: datetime, rule_ids: Sequence[str]) -> list[OpenAlert]:
         """resolve.lua: published claims made before ``at`` whose resolution is not yet confirmed."""

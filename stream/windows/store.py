@@ -19,6 +19,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from alerts.cooldown import Claim, ClaimOutcome
 from rules.state import CustomerState, epoch_ms, from_epoch_ms
 from stream.events import EventBase, FeedbackEvent, InteractionEvent, PurchaseEvent
 from stream.windows import keys
@@ -75,18 +76,6 @@ class WindowPolicy:
             raise ValueError(f"dedupe_ids must be >= 1, not {self.dedupe_ids}")
 
 
-class ClaimOutcome(StrEnum):
-    CLAIMED = "claimed"
-    RECLAIMED = "reclaimed"
-    PUBLISHED = "published"
-    COOLDOWN = "cooldown"
-    EPISODE = "episode"
-
-    @property
-    def should_send(self) -> bool:
-        return self in (ClaimOutcome.CLAIMED, ClaimOutcome.RECLAIMED)
-
-
 @dataclass(frozen=True)
 class OpenAlert:
     """An absence alert that a returning customer resolves (see ``resolve.lua``)."""
@@ -94,14 +83,6 @@ class OpenAlert:
     rule_id: str
     claim_key: str
     alerted_at: datetime
-
-
-@dataclass(frozen=True)
-class Claim:
-    outcome: ClaimOutcome
-    key: str
-    """Identifies the claim (a digest of the event that made it): the alert's id derives from it, so
-    an alert published again after a crash keeps its id and sinks can drop the copy."""
 
 
 def _script(name: str) -> str:

@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis.asyncio import Redis
 
+from alerts.cooldown import Claim, ClaimOutcome
 from rules.state import day_number
 from stream.events import EventBase
 from stream.windows import keys
 from stream.windows.dedupe import RECORD
 from stream.windows.memory import MemoryWindows
-from stream.windows.store import Claim, ClaimOutcome, RedisWindowStore, UpdateOutcome, WindowPolicy, WindowUpdate
+from stream.windows.store import RedisWindowStore, UpdateOutcome, WindowPolicy, WindowUpdate
 from tests.events_factory import feedback, interaction, purchase, unique_customer
 
 NOW = datetime(2026, 6, 30, 12, tzinfo=UTC)

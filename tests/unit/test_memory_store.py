@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from alerts.cooldown import ClaimOutcome
 from stream.evaluation_queue import Trigger
 from stream.quarantine import QuarantineEntry
 from stream.windows.memory import MemoryWindows
 from stream.windows.memory_store import MemoryDueIndex, MemoryPendingLedger, MemoryQuarantineLedger, MemoryStore
-from stream.windows.store import ClaimOutcome, UpdateOutcome, WindowPolicy, _digest
+from stream.windows.store import UpdateOutcome, WindowPolicy, _digest
 from tests.events_factory import purchase
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
