@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +24,7 @@ from stream.processor import EventProcessor
 from stream.progress import InputProgress
 from stream.quarantine import Quarantine, RedisQuarantineLedger
 from stream.windows import keys
+from stream.windows.codec import state_from_hash
 from stream.windows.store import RedisWindowStore, UpdateOutcome, WindowPolicy
 from tests.events_factory import feedback, interaction, purchase, unique_customer, weekly_purchases, wire
 from tests.fakes import FlakyDeadLetters, RecordingDeadLetters, RecordingPublisher
@@ -487,3 +490,68 @@ async def test_a_resolution_whose_publication_was_never_confirmed_is_published_a
 
     [resolution] = [a for a in harness.publisher.alerts if a.status == "resolved"]
     assert resolution.resolves == harness.publisher.alerts[0].alert_id
+
+
+async def test_a_batch_across_partitions_gives_each_record_and_customer_what_one_event_at_a_time_gives(
+    redis: Redis,
+) -> None:
+    """A batch's partitions are processed concurrently (their customers are disjoint): every record
+    gets the outcome, and every customer the state, that one event at a time gives them, with
+    redeliveries and late events mixed in."""
+    rules = load_rule_set(DEFAULT_RULES)
+    rng = random.Random(11)
+
+    def history(cid: str) -> list[EventBase]:
+        days = sorted(rng.sample(range(1, 90), 12), reverse=True)
+        events: list[EventBase] = []
+        for day in days:
+            at = NOW - timedelta(days=day, minutes=rng.randrange(600))
+            maker = rng.choice((purchase, interaction, interaction, lambda c, t: feedback(c, t, rng.randrange(11))))
+            events.append(maker(cid, at))
+        events.append(events[3])  # redelivered
+        events.append(purchase(cid, NOW - timedelta(days=200)))  # late: before the horizon
+        return events
+
+    def as_customer(event: EventBase, cid: str) -> EventBase:
+        return event.model_copy(update={"customer_id": cid})
+
+    base = [unique_customer("part") for _ in range(12)]
+    histories = {cid: history(cid) for cid in base}
+    one_at_a_time, batched = (
+        Harness(redis, rules, app_id=unique_customer("one")),
+        Harness(redis, rules, app_id=unique_customer("many")),
+    )
+
+    def record(harness: Harness, event: EventBase, partition: int) -> SourceRecord:
+        plain = harness.record(event)
+        return SourceRecord(plain.topic, partition, plain.offset, plain.key, plain.value)
+
+    expected: dict[tuple[int, int], UpdateOutcome | None] = {}
+    for n, cid in enumerate(base):
+        for k, event in enumerate(histories[cid]):
+            expected[n, k] = await one_at_a_time.processor.process(
+                record(one_at_a_time, as_customer(event, f"{cid}-1"), n % 4)
+            )
+
+    # The same histories, interleaved across four partitions, each customer's events in order.
+    queues = {n: list(enumerate(histories[cid])) for n, cid in enumerate(base)}
+    order: list[tuple[int, int, EventBase]] = []
+    while queues:
+        n = rng.choice(sorted(queues))
+        k, event = queues[n].pop(0)
+        order.append((n, k, event))
+        if not queues[n]:
+            del queues[n]
+    records = [record(batched, as_customer(event, f"{base[n]}-2"), n % 4) for n, _, event in order]
+    got: dict[tuple[int, int], UpdateOutcome | None] = {}
+    for start in range(0, len(records), 40):  # batches of 40: each spans several partitions
+        outcomes = await batched.processor.process_batch(records[start : start + 40])
+        for (n, k, _), outcome in zip(order[start : start + 40], outcomes, strict=True):
+            got[n, k] = outcome
+
+    assert got == expected
+    assert {UpdateOutcome.DUPLICATE, UpdateOutcome.LATE} <= set(got.values())  # both kinds were exercised
+    for cid in base:
+        single = state_from_hash(f"{cid}-1", await redis.hgetall(keys.customer_state(f"{cid}-1")))
+        many = state_from_hash(f"{cid}-2", await redis.hgetall(keys.customer_state(f"{cid}-2")))
+        assert dataclasses.replace(many, customer_id=single.customer_id) == single
