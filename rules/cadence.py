@@ -42,14 +42,18 @@ def quantile(values: list[int], q: float) -> float:
     return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
 
 
+def _gap_quantile(state: CustomerState, gap_quantile: float) -> float | None:
+    """The quantile of the gaps in the day buckets, None with fewer than two gaps: of the purchase
+    series alone, so kept with it (it changes only with a purchase or a pruned day)."""
+    gaps = purchase_day_gaps(state)
+    return quantile(gaps, gap_quantile) if len(gaps) >= 2 else None
+
+
 def cadence(state: CustomerState, gap_quantile: float = 0.5) -> Cadence:
     """The customer's rhythm: the ``gap_quantile`` of their gaps in the horizon when it holds at
     least two gaps, otherwise their lifetime mean gap (first to last purchase day over the gaps)."""
-    gaps = purchase_day_gaps(state)
-    typical: float | None = None
-    if len(gaps) >= 2:
-        typical = quantile(gaps, gap_quantile)
-    elif state.lifetime_purchase_days >= 2 and state.first_purchase_at and state.last_purchase_at:
+    typical = state.purchase_counts.derived(("gap quantile", gap_quantile), lambda: _gap_quantile(state, gap_quantile))
+    if typical is None and state.lifetime_purchase_days >= 2 and state.first_purchase_at and state.last_purchase_at:
         span = day_number(state.last_purchase_at) - day_number(state.first_purchase_at)
         typical = span / (state.lifetime_purchase_days - 1) if span > 0 else None
     return Cadence(state.lifetime_purchase_days, typical, state.last_purchase_at)

@@ -36,11 +36,16 @@ def in_scope(rule: RuleBase, ctx: EvaluationContext) -> bool:
 def explain_rule(rule: RuleBase, ctx: EvaluationContext) -> Explanation:
     if not in_scope(rule, ctx):
         return Explanation(rule.id, False, None, None)
-    verdict = rule.check(ctx)
-    if rule.scope is not None:  # what put the customer in scope is part of the evidence too
-        scoped = {n: evidence_value(ctx.aggregates[n]) for n in compile_condition(rule.scope).names}
-        verdict = replace(verdict, evidence={**scoped, **verdict.evidence})
+    verdict = _with_scope(rule, ctx, rule.check(ctx))
     return Explanation(rule.id, True, verdict, _finding(rule, ctx, verdict) if verdict.fired else None)
+
+
+def _with_scope(rule: RuleBase, ctx: EvaluationContext, verdict: Verdict) -> Verdict:
+    """What put the customer in scope is part of the evidence too."""
+    if rule.scope is None:
+        return verdict
+    scoped = {n: evidence_value(ctx.aggregates[n]) for n in compile_condition(rule.scope).names}
+    return replace(verdict, evidence={**scoped, **verdict.evidence})
 
 
 def _finding(rule: RuleBase, ctx: EvaluationContext, verdict: Verdict) -> Finding:
@@ -114,7 +119,16 @@ def findings_in(
 ) -> list[Finding]:
     """:func:`evaluate` in a context the caller keeps, so that :func:`next_due_in` (one judgement's
     other half) shares what the rules derived from the state."""
-    return _each_enabled(rules, lambda rule: explain_rule(rule, ctx).finding, on_rule_error)
+    return _each_enabled(rules, lambda rule: _finding_of(rule, ctx), on_rule_error)
+
+
+def _finding_of(rule: RuleBase, ctx: EvaluationContext) -> Finding | None:
+    """``explain_rule(rule, ctx).finding`` without the explanation: most judgements fire nothing, and
+    a quiet verdict needs no scope evidence (the scope's aggregates are computed already)."""
+    if rule.scope is not None and not compile_condition(rule.scope).evaluate(ctx.aggregates):
+        return None
+    verdict = rule.check(ctx)
+    return _finding(rule, ctx, _with_scope(rule, ctx, verdict)) if verdict.fired else None
 
 
 def next_due(

@@ -68,12 +68,20 @@ def _purchase_history_as_of(state: CustomerState, at: datetime) -> tuple[datetim
     if last <= at:
         return first, last, count
     today = day_number(at)
+    later, last_then = state.purchase_counts.derived(("as of", today), lambda: _bought_by(state, today))
+    if last_then is None:
+        return None
+    return first, max(first, last_then), count - later
+
+
+def _bought_by(state: CustomerState, today: int) -> tuple[int, datetime | None]:
+    """Purchases after ``today``, and the start of the last day by ``today`` with one (None if none):
+    day-level, so kept with the series for the day (the score a lookback ago asks it every judgement)."""
     later = sum(n for day, n in state.purchases_by_day.items() if day > today)
     earlier = [day for day, n in state.purchases_by_day.items() if day <= today and n > 0]
     if not earlier:
-        return None
-    last_then = datetime.fromtimestamp(max(earlier) * SECONDS_PER_DAY, tz=UTC)
-    return first, max(first, last_then), count - later
+        return later, None
+    return later, datetime.fromtimestamp(max(earlier) * SECONDS_PER_DAY, tz=UTC)
 
 
 def recency(state: CustomerState, at: datetime) -> float | None:

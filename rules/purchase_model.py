@@ -21,12 +21,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rules.state import SECONDS_PER_DAY
+from rules.state import ONE_DAY, SECONDS_PER_DAY
 
 
 class BgNbdParameters(BaseModel):
@@ -62,7 +62,7 @@ def bgnbd_inputs(first_day: int, last_day: int, purchase_days: int, now: datetim
     """x, t_x and T of a customer who bought on ``purchase_days`` distinct UTC days from ``first_day``
     to ``last_day``, seen at ``now`` (see the module docstring for why these definitions)."""
     t_x = float(last_day - first_day)
-    age = (now - day_start(first_day)) / timedelta(days=1)
+    age = (now - day_start(first_day)) / ONE_DAY
     return BgNbdInputs(x=max(purchase_days - 1, 0), t_x=t_x, T=max(age, t_x))
 
 

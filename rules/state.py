@@ -8,14 +8,16 @@ numbers (``epoch_seconds // 86400``) so that a bucket is the same everywhere.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
+from collections.abc import Callable, Hashable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, lru_cache
-from itertools import pairwise
-from typing import Any, TypeVar
+from itertools import accumulate, compress
+from typing import Any, TypeVar, cast
 
 SECONDS_PER_DAY = 86_400
+ONE_DAY = timedelta(days=1)
+"""Built once: a judgement divides by a day a dozen times."""
 
 
 def day_number(moment: datetime) -> int:
@@ -67,6 +69,10 @@ class DayWindow:
 
 
 N = TypeVar("N", int, float)
+T = TypeVar("T")
+_INT = frozenset((int,))
+DERIVED_KEPT = 64
+"""Values one series keeps through :meth:`DaySeries.derived` (a judgement asks a series for a few)."""
 
 
 @lru_cache(maxsize=4096)
@@ -91,7 +97,9 @@ class DaySeries(Mapping[int, N]):
     later state the work.
     """
 
-    __slots__ = ("_buckets", "_days", "_exact", "_first", "_first_active", "_in_order", "_prefix", "_values")
+    __slots__ = (
+        "_buckets", "_days", "_exact", "_first", "_first_active", "_in_order", "_memo", "_prefix", "_values",
+    )  # fmt: skip
 
     def __init__(self, buckets: Mapping[int, N]) -> None:
         self._buckets: Mapping[int, N] = buckets
@@ -102,9 +110,28 @@ class DaySeries(Mapping[int, N]):
         self._exact: bool | None = None
         self._in_order: bool | None = None
         self._values: list[N] = []
+        self._memo: dict[Hashable, Any] | None = None
 
     def __getitem__(self, day: int) -> N:
         return self._buckets[day]
+
+    def derived(self, key: Hashable, derive: Callable[[], T]) -> T:
+        """``derive()``, kept with this series for ``key``: for a pure function of the series' contents
+        and of what ``key`` names (a day, a window's length), such as a window comparison. A series
+        outlives a judgement (the fold keeps an unchanged one, the codec decodes one raw value once),
+        so a later judgement on the same day asks again for free. At most :data:`DERIVED_KEPT` are
+        kept (all dropped at once when full: keys name days, so old ones are not asked again)."""
+        memo = self._memo
+        if memo is None:
+            memo = self._memo = {}
+        else:
+            try:
+                return cast(T, memo[key])
+            except KeyError:
+                if len(memo) >= DERIVED_KEPT:
+                    memo.clear()
+        value = memo[key] = derive()
+        return value
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._buckets)
@@ -143,7 +170,8 @@ class DaySeries(Mapping[int, N]):
     def first_active_day(self) -> int | None:
         """The earliest day with a non-zero value, None if none."""
         if self._first_active is None:
-            self._first_active = (min((day for day, v in self._buckets.items() if v), default=None),)
+            buckets = self._buckets  # the days whose value is true, picked in C
+            self._first_active = (min(compress(buckets, buckets.values()), default=None),)
         return self._first_active[0]
 
     def exact_total(self, first_day: int, last_day: int) -> int | None:
@@ -151,16 +179,12 @@ class DaySeries(Mapping[int, N]):
         prefix = self._prefix
         if prefix is None:
             buckets = self._buckets
-            if self._exact is None:
-                self._exact = all(type(v) is int for v in buckets.values())
+            if self._exact is None:  # every value an int (not a bool, not a float), checked in C
+                self._exact = set(map(type, buckets.values())) <= _INT
             if not self._exact:
                 return None
             days = self._days = sorted(buckets)
-            prefix, running = [0], 0
-            for day in days:
-                running += int(buckets[day])
-                prefix.append(running)
-            self._prefix = prefix
+            prefix = self._prefix = list(accumulate(map(int, map(buckets.__getitem__, days)), initial=0))
         if last_day < first_day:
             return 0
         days = self._days
@@ -173,7 +197,7 @@ class DaySeries(Mapping[int, N]):
             return float(exact)
         if self._in_order is None:  # amounts: summed in the mapping's order, which is usually by day
             days = list(self._buckets)
-            self._in_order = all(a < b for a, b in pairwise(days))
+            self._in_order = days == sorted(days)  # distinct keys: sorted means strictly increasing
             if self._in_order:
                 self._days, self._values = days, list(self._buckets.values())
         if self._in_order:  # the window's buckets are a run of that order: the same values, same order
@@ -342,4 +366,4 @@ class CustomerState:
 
 
 def days_between(earlier: datetime, later: datetime) -> float:
-    return (later - earlier) / timedelta(days=1)
+    return (later - earlier) / ONE_DAY

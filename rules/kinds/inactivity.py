@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from rules.base import Condition, Duration, EvidenceValue, Verdict
 from rules.context import EvaluationContext
 from rules.kinds.interaction_drop import InteractionKindName
-from rules.state import SECONDS_PER_DAY, CustomerState, days_between
+from rules.state import ONE_DAY, SECONDS_PER_DAY, CustomerState, days_between
 
 
 def last_interaction(state: CustomerState, kinds: tuple[str, ...]) -> datetime | None:
@@ -87,7 +87,7 @@ class InactivityCondition(Condition):
         evidence: dict[str, EvidenceValue] = {
             "last_activity_at": last.isoformat(),
             "days_silent": round(silent, 2),
-            "silent_for_days": round(self.silent_for / timedelta(days=1), 2),
+            "silent_for_days": round(self.silent_for / ONE_DAY, 2),
             "lifetime_purchases": ctx.state.lifetime_purchases,
         }
         if ctx.now - last < self.silent_for:

@@ -18,6 +18,7 @@ from pydantic import Field
 from rules.base import Condition, Duration, EvidenceValue, Verdict
 from rules.cadence import Cadence, cadence
 from rules.context import EvaluationContext
+from rules.state import ONE_DAY
 
 
 class OverdueCondition(Condition):
@@ -44,7 +45,7 @@ class OverdueCondition(Condition):
     def _threshold_days(self, rhythm: Cadence) -> float | None:
         if rhythm.purchase_days < self.min_purchase_days or rhythm.typical_gap_days is None:
             return None
-        return max(self.multiple * rhythm.typical_gap_days, self.min_silence / timedelta(days=1))
+        return max(self.multiple * rhythm.typical_gap_days, self.min_silence / ONE_DAY)
 
     def _rhythm(self, ctx: EvaluationContext) -> Cadence:
         quantile = self.gap_quantile

@@ -48,7 +48,7 @@ from rules.purchase_model import (
     p_no_purchase_within,
     silence_odds,
 )
-from rules.state import CustomerState, day_number, days_between
+from rules.state import ONE_DAY, CustomerState, day_number, days_between
 
 _MICROSECOND = timedelta(microseconds=1)
 _MICROSECONDS_A_DAY = 86_400_000_000
@@ -109,7 +109,7 @@ class PurchaseModelCondition(Condition):
 
     @property
     def horizon_days(self) -> float:
-        return self.horizon / timedelta(days=1)
+        return self.horizon / ONE_DAY
 
     def _judge(self, state: CustomerState, now: datetime) -> _Judgement | None:
         first, last = state.first_purchase_at, state.last_purchase_at

@@ -1,5 +1,6 @@
 """The shortcuts that make a judgement cheaper give what the plain computation gives, exactly: the
-purchase model's next moment found on floats, against the bisection judging every moment."""
+purchase model's next moment found on floats, against the bisection judging every moment; the series'
+derivations done in C, against the plain loops."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from rules.context import EvaluationContext
 from rules.kinds.purchase_model import SEARCH_LIMIT, PurchaseModelCondition
 from rules.purchase_model import BgNbdParameters, p_alive, p_no_purchase_within, silence_odds
+from rules.state import DaySeries
 from tests.unit.state_builder import NOW, customer
 
 PARAMETERS = BgNbdParameters(r=0.25, alpha=4.0, a=0.8, b=2.5)
@@ -74,3 +76,20 @@ def test_silence_odds_are_the_closed_forms(
     T = t_x + later
     assert alive(T) == p_alive(p, x, t_x, T)
     assert no_purchase(T) == p_no_purchase_within(p, x, t_x, T, horizon)
+
+
+@given(st.dictionaries(st.integers(-5, 200), st.one_of(st.integers(0, 3), st.booleans(), st.floats(0, 3)), max_size=60))
+def test_series_derivations_are_the_plain_ones(buckets: dict[int, float]) -> None:
+    series = DaySeries(buckets)
+    assert series.first_active_day == min((day for day, v in buckets.items() if v), default=None)
+    exact = all(type(v) is int for v in buckets.values())
+    assert (series.exact_total(0, 100) is not None) == exact
+    if exact:
+        assert series.exact_total(0, 100) == sum(v for day, v in buckets.items() if 0 <= day <= 100)
+
+
+def test_a_derived_value_is_computed_once_per_key() -> None:
+    series, calls = DaySeries({1: 2}), []
+    assert series.derived("k", lambda: calls.append(1) or 5) == 5
+    assert series.derived("k", lambda: calls.append(1) or 6) == 5 and len(calls) == 1
+    assert series.derived("other", lambda: 7) == 7
