@@ -283,6 +283,10 @@ def series_of(buckets: Mapping[int, N]) -> DaySeries[N]:
     return buckets if isinstance(buckets, DaySeries) else DaySeries(buckets)
 
 
+_NO_COUNTS: DaySeries[int] = DaySeries({})
+"""The series of a kind never seen: one for all (read-only; complaints and spikes ask it often)."""
+
+
 @dataclass(frozen=True)
 class FeedbackAnswer:
     answered_at: datetime
@@ -352,7 +356,8 @@ class CustomerState:
 
     def interaction_counts(self, kind: str) -> DaySeries[int]:
         """One interaction kind's day counts as a :class:`DaySeries` (empty if never seen)."""
-        return series_of(self.interactions_by_kind.get(kind, {}))
+        series = self.interactions_by_kind.get(kind)
+        return _NO_COUNTS if series is None else series_of(series)
 
     def interactions_of(self, kinds: Iterable[str]) -> DaySeries[int]:
         """The day counts of ``kinds`` added together, days with none left out (kinds listed twice
