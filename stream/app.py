@@ -40,7 +40,7 @@ from stream.kafka_sinks import KafkaAlertPublisher, KafkaDeadLetterSink
 from stream.metrics import Metrics
 from stream.open_alerts import RedisOpenAlerts, rule_cooldown
 from stream.pending_ledger import RedisPendingLedger
-from stream.processor import EventProcessor
+from stream.processor import EventProcessor, StartedBatch
 from stream.progress import InputProgress
 from stream.quarantine import Quarantine, RedisQuarantineLedger
 from stream.receiver_resources import WorkerReceiverResources
@@ -227,16 +227,24 @@ def build_app(
 
     @app.task  # type: ignore[untyped-decorator]  # faust does not type its decorators
     async def consume_events() -> None:
+        # Two batches in flight at most: while the worker judges one, Redis folds the next
+        # (EventProcessor.start_batch / finish_batch); each is acked once finished, in order.
+        ahead: tuple[list[faust.types.Message], StartedBatch] | None = None
         while True:
             # The guard holds the worker while Redis's state is unchecked or lost (stream/state_guard.py):
             # before it takes a batch, never with one in hand that it would have to ack unprocessed.
             await guard.admit()
-            batch = await fetched.take()
-            app.track_taken(batch)  # from here a rebalance or shutdown waits for their acks
-            await guard.admit()  # a batch taken after a loss was noticed waits unacked: no commit past it
-            await processor.process_batch([_record_of(message) for message in batch])
-            app.ack(batch)  # only now: their state is written
-            await guard.done_with_batch()  # a worker stopped between batches can shut down and rebalance
+            batch = fetched.take_ready() if ahead is not None else await fetched.take()
+            started = None
+            if batch:
+                app.track_taken(batch)  # from here a rebalance or shutdown waits for their acks
+                await guard.admit()  # a batch taken after a loss was noticed waits unacked: no commit past it
+                started = processor.start_batch([_record_of(m) for m in batch], after=ahead and ahead[1])
+            if ahead is not None:
+                await processor.finish_batch(ahead[1])
+                app.ack(ahead[0])  # only now: their state is written
+                await guard.done_with_batch()  # a worker stopped between batches can shut down and rebalance
+            ahead = (batch, started) if started is not None else None
 
     @app.agent(alerts_topic, concurrency=1, name="churnwatch.deliver_alerts")
     async def deliver_alerts(stream: faust.StreamT[bytes]) -> None:

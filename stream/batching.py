@@ -73,9 +73,14 @@ class BatchBuffer(Generic[T]):
             self._arrived.clear()
             await self._arrived.wait()
         await self._linger()
+        return self.take_ready()
+
+    def take_ready(self) -> list[T]:
+        """What has arrived, up to ``max_events``, without waiting (empty if nothing has)."""
         items = self._items
         batch = [items.popleft() for _ in range(min(self.max_events, len(items)))]
-        self._room.set()
+        if batch:
+            self._room.set()
         return batch
 
     async def _linger(self) -> None:

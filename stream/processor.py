@@ -28,10 +28,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from prometheus_client import Counter, Histogram
 
@@ -83,6 +84,31 @@ class _RulesOf(NamedTuple):
     """``rule_evaluations`` of each enabled rule."""
     resolvers: dict[tuple[str, str | None], dict[str, RuleBase]]
     """(activity, interaction kind) -> the active rules an event of it resolves, by id (filled as met)."""
+
+
+Decoded = EventBase | Rejection | Exception
+"""A record decoded: an event, a rejection (dead-lettered), or the unexpected error decoding raised."""
+
+
+@dataclass(eq=False)
+class StartedBatch:
+    """A batch whose records are decoded and whose window fold is sent or ready to be
+    (:meth:`EventProcessor.start_batch`, :meth:`EventProcessor.process_batch`)."""
+
+    records: Sequence[SourceRecord]
+    decoded: list[Decoded]
+    folded: Awaitable[list[WindowUpdate]]
+    """A task already sent (started ahead), or the coroutine :meth:`EventProcessor.finish_batch` awaits."""
+    started: float
+    """``time.perf_counter()`` at the start, for the batch's processing time."""
+
+
+async def _settled(folded: Awaitable[list[WindowUpdate]]) -> None:
+    """Wait for a started fold to end, however it ends; close one never started."""
+    if isinstance(folded, asyncio.Future):
+        await asyncio.wait([folded])
+    elif isinstance(folded, Coroutine):
+        folded.close()
 
 
 class EventProcessor:
@@ -149,17 +175,54 @@ class EventProcessor:
         return (await self.process_batch([record]))[0]
 
     async def process_batch(self, records: Sequence[SourceRecord]) -> list[UpdateOutcome | None]:
-        """Handle ``records`` in order; return each one's window outcome, or None if it was dead-lettered.
+        """Handle ``records`` in order; return each one's window outcome, or None if it was dead-lettered."""
+        decoded, fold = self._decode(records, after=None)
+        return await self.finish_batch(StartedBatch(records, decoded, fold, time.perf_counter()))
+
+    def start_batch(self, records: Sequence[SourceRecord], *, after: StartedBatch | None) -> StartedBatch:
+        """Decode ``records`` and send their window fold to the store, without waiting for it: the
+        worker judges the previous batch (:meth:`finish_batch`) while Redis folds this one. ``after``:
+        the batch started before, whose fold must come first (a customer's events fold in order)."""
+        decoded, fold = self._decode(records, after=after)
+        return StartedBatch(records, decoded, asyncio.create_task(fold, name="churnwatch.fold"), time.perf_counter())
+
+    def _decode(
+        self, records: Sequence[SourceRecord], *, after: StartedBatch | None
+    ) -> tuple[list[Decoded], Coroutine[Any, Any, list[WindowUpdate]]]:
+        """Each record decoded (an unexpected error kept as such, for :meth:`finish_batch`'s fallback)
+        and the coroutine that folds the valid ones."""
+        decoded: list[Decoded] = []
+        for r in records:
+            try:
+                decoded.append(
+                    decode_event(self._kinds[r.topic], r.key, r.value, now=self._clock(), policy=self._policy)
+                )
+            except Exception as exc:  # a bug, not a bad message: this batch is redone one record at a time
+                decoded.append(exc)
+        events = [d for d in decoded if isinstance(d, EventBase)]
+
+        async def fold() -> list[WindowUpdate]:
+            if after is not None:
+                await _settled(after.folded)  # its failure is its own batch's to handle
+            return await self._retrying("apply", partial(self._store.apply_batch, events)) if events else []
+
+        return decoded, fold()
+
+    async def finish_batch(self, batch: StartedBatch) -> list[UpdateOutcome | None]:
+        """Wait for ``batch``'s fold, then resolve, judge and write its due moments; return each
+        record's window outcome, or None if it was dead-lettered.
 
         A batch that breaks in an unexpected way is done again one record at a time (an event applied
         twice counts once, an alert claimed twice is sent once), so that only the record that breaks
-        is dead-lettered, as ``processing_error``, rather than crashing the agent and stalling its
+        is dead-lettered, as ``processing_error``, rather than crashing the worker and stalling its
         partition.
         """
+        records = batch.records
         try:
             async with self._lock:  # one batch, sweep or scan at a time: those run from timers
-                return await self._process_batch(records)
+                return await self._finish_batch(batch)
         except Exception as exc:
+            await _settled(batch.folded)  # no fold of these records still running while they are redone
             if len(records) > 1:
                 log.exception("a batch of %d records failed; processing them one at a time", len(records))
                 return [outcome for record in records for outcome in await self.process_batch([record])]
@@ -177,23 +240,23 @@ class EventProcessor:
         self._metrics.events_consumed.labels(topic=record.topic, outcome="invalid").inc()
         log.warning("dead-lettered %s[%d]@%d: %s: %s", record.topic, record.partition, record.offset, reason, detail)
 
-    async def _process_batch(self, records: Sequence[SourceRecord]) -> list[UpdateOutcome | None]:
-        started = time.perf_counter()
+    async def _finish_batch(self, batch: StartedBatch) -> list[UpdateOutcome | None]:
+        records = batch.records
         outcomes: list[UpdateOutcome | None] = [None] * len(records)
         valid: list[tuple[int, EventBase]] = []
-        for n, record in enumerate(records):
-            decoded = decode_event(
-                self._kinds[record.topic], record.key, record.value, now=self._clock(), policy=self._policy
-            )
-            if self._progress is not None:
+        broken = next((d for d in batch.decoded if isinstance(d, Exception)), None)
+        if broken is not None:
+            raise broken
+        for n, (record, decoded) in enumerate(zip(records, batch.decoded, strict=True)):
+            assert not isinstance(decoded, Exception)
+            if self._progress is not None:  # now, not at the start: this batch is the one being judged
                 valid_time = None if isinstance(decoded, Rejection) else decoded.occurred_at
                 self._progress.observe(record.topic, record.partition, record.offset, valid_time)
             if isinstance(decoded, Rejection):
                 await self._reject(record, decoded.reason.value, decoded.detail)
             else:
                 valid.append((n, decoded))
-        events = [event for _, event in valid]
-        updates = await self._retrying("apply", partial(self._store.apply_batch, events)) if events else []
+        updates = await batch.folded
 
         counted: dict[str, tuple[SourceRecord, EventBase, WindowUpdate]] = {}
         """Each customer's last event of the batch that counted (not late: its update carries the state);
@@ -217,7 +280,7 @@ class EventProcessor:
             await self._evaluate_due(partition)
         await self._write_due_moments()
 
-        elapsed = time.perf_counter() - started
+        elapsed = time.perf_counter() - batch.started
         self._metrics.batch_processing.observe(elapsed)
         self._metrics.batch_events.observe(len(records))
         now = self._clock()

@@ -55,8 +55,10 @@ def wait_for(predicate: object, what: str, timeout: float = 120) -> None:
 
 @pytest.fixture
 def deployment(local_stack: StackInfo, tmp_path: Path) -> Iterator[Deployment]:
-    # A crashed worker keeps its partitions until its session times out: keep that short here.
-    with deploy(local_stack, tmp_path, {"CHURNWATCH_KAFKA_SESSION_TIMEOUT": "8"}) as running:
+    # A crashed worker keeps its partitions until its session times out: keep that short here. Small
+    # batches: the whole backlog is a few batches of the default size, and the kill must land mid-stream.
+    env = {"CHURNWATCH_KAFKA_SESSION_TIMEOUT": "8", "CHURNWATCH_BATCH_MAX_EVENTS": "100"}
+    with deploy(local_stack, tmp_path, env) as running:
         yield running
 
 

@@ -20,7 +20,7 @@ from stream.due_index import RedisDueIndex
 from stream.events import EventBase
 from stream.metrics import Metrics
 from stream.pending_ledger import RedisPendingLedger
-from stream.processor import EventProcessor
+from stream.processor import EventProcessor, StartedBatch
 from stream.progress import InputProgress
 from stream.quarantine import Quarantine, RedisQuarantineLedger
 from stream.windows import keys
@@ -495,8 +495,8 @@ async def test_a_resolution_whose_publication_was_never_confirmed_is_published_a
 async def test_a_batch_across_partitions_gives_each_record_and_customer_what_one_event_at_a_time_gives(
     redis: Redis,
 ) -> None:
-    """A batch's partitions are processed concurrently (their customers are disjoint): every record
-    gets the outcome, and every customer the state, that one event at a time gives them, with
+    """Batches that span partitions, two in flight (one folded while the other is judged): every
+    record gets the outcome, and every customer the state, that one event at a time gives them, with
     redeliveries and late events mixed in."""
     rules = load_rule_set(DEFAULT_RULES)
     rng = random.Random(11)
@@ -544,10 +544,20 @@ async def test_a_batch_across_partitions_gives_each_record_and_customer_what_one
             del queues[n]
     records = [record(batched, as_customer(event, f"{base[n]}-2"), n % 4) for n, _, event in order]
     got: dict[tuple[int, int], UpdateOutcome | None] = {}
-    for start in range(0, len(records), 40):  # batches of 40: each spans several partitions
-        outcomes = await batched.processor.process_batch(records[start : start + 40])
-        for (n, k, _), outcome in zip(order[start : start + 40], outcomes, strict=True):
-            got[n, k] = outcome
+    # Batches of 40 (each spans several partitions), two in flight as in the worker: the next one's
+    # fold is sent before the previous one is judged.
+    chunks = [range(start, min(start + 40, len(records))) for start in range(0, len(records), 40)]
+    ahead: tuple[range, StartedBatch] | None = None
+    for chunk in [*chunks, None]:
+        started = (
+            None
+            if chunk is None
+            else batched.processor.start_batch([records[i] for i in chunk], after=ahead and ahead[1])
+        )
+        if ahead is not None:
+            for i, outcome in zip(ahead[0], await batched.processor.finish_batch(ahead[1]), strict=True):
+                got[order[i][0], order[i][1]] = outcome
+        ahead = None if chunk is None or started is None else (chunk, started)
 
     assert got == expected
     assert {UpdateOutcome.DUPLICATE, UpdateOutcome.LATE} <= set(got.values())  # both kinds were exercised

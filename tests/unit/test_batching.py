@@ -88,3 +88,12 @@ async def test_a_lone_item_is_not_held_for_a_full_batch() -> None:
     for _ in range(IDLE_TURNS + 2):  # a few turns of the event loop with nothing arriving
         await asyncio.sleep(0)
     assert taking.done() and taking.result() == ["alone"]  # not waiting for 99 more
+
+
+def test_take_ready_hands_out_what_has_arrived_without_waiting() -> None:
+    buffer: BatchBuffer[int] = BatchBuffer(3, capacity=6)
+    assert buffer.take_ready() == []
+    fill(buffer, range(5))
+    assert buffer.take_ready() == [0, 1, 2]
+    assert buffer.take_ready() == [3, 4]
+    assert buffer.take_ready() == []
