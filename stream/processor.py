@@ -192,11 +192,10 @@ class EventProcessor:
         """Each record decoded (an unexpected error kept as such, for :meth:`finish_batch`'s fallback)
         and the coroutine that folds the valid ones."""
         decoded: list[Decoded] = []
+        now = self._clock()  # once a batch, for the future-skew check
         for r in records:
             try:
-                decoded.append(
-                    decode_event(self._kinds[r.topic], r.key, r.value, now=self._clock(), policy=self._policy)
-                )
+                decoded.append(decode_event(self._kinds[r.topic], r.key, r.value, now=now, policy=self._policy))
             except Exception as exc:  # a bug, not a bad message: this batch is redone one record at a time
                 decoded.append(exc)
         events = [d for d in decoded if isinstance(d, EventBase)]
