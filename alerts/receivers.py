@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, Protocol, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator, model_validator
+from slack_sdk.web.async_client import AsyncWebClient
 
 from alerts.links import LinkTemplate
 from alerts.log_sink import LogNotifier
@@ -80,6 +81,23 @@ class SlackApiReceiver(ReceiverConfig):
     type: Literal["slack_api"]
     token_env: EnvName
     channel: str = Field(min_length=1, description="'#name' or a channel id such as C0123456789")
+    api_url: HttpUrl | None = Field(
+        default=None,
+        description="The Web API's base URL, such as GovSlack's https://slack-gov.com/api/; "
+        "unset: Slack's https://slack.com/api/",
+    )
+
+    @field_validator("api_url")
+    @classmethod
+    def _a_base_url(cls, url: HttpUrl | None) -> HttpUrl | None:
+        """The methods are joined onto it (``chat.postMessage``), so it ends with ``/``: added if missing."""
+        if url is None:
+            return None
+        if url.username is not None or url.password is not None:
+            raise ValueError("credentials in the URL would put a secret in the file: the token is in 'token_env'")
+        if url.query is not None or url.fragment is not None:
+            raise ValueError("a base URL has no query or fragment: the API methods are appended to it")
+        return url if (url.path or "").endswith("/") else HttpUrl(f"{url}/")
 
 
 class WebhookReceiver(ReceiverConfig):
@@ -168,6 +186,7 @@ def _slack_api(config: SlackApiReceiver, resources: ReceiverResources) -> Notifi
         config.channel,
         resources.message_refs(config.name),
         name=config.name,
+        base_url=AsyncWebClient.BASE_URL if config.api_url is None else str(config.api_url),
         messages_per_second=resources.messages_per_second,
         buttons=resources.slack_buttons,
         links=resources.alert_links,

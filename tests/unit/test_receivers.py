@@ -17,8 +17,15 @@ from alerts.log_sink import LogNotifier
 from alerts.message_refs import InMemoryMessageRefs, MessageRefs
 from alerts.model import Alert
 from alerts.notifier import Notifier, RetryableDeliveryError
-from alerts.receivers import RECEIVER_REGISTRY, RECEIVER_TYPES, MissingSecret, build_receiver
-from alerts.routing import parse_routes
+from alerts.receivers import (
+    RECEIVER_REGISTRY,
+    RECEIVER_TYPES,
+    MissingSecret,
+    ReceiverConfig,
+    SlackApiReceiver,
+    build_receiver,
+)
+from alerts.routing import RoutesConfigError, parse_routes
 from alerts.slack import SlackNotifier
 from alerts.slack_web import SlackWebApiNotifier
 from alerts.webhook import WebhookNotifier
@@ -36,6 +43,7 @@ from stream.windows.store import WindowPolicy
 from tests.events_factory import interaction, purchase, weekly_purchases
 from tests.fakes import RecordingTopic
 from tests.rule_files import OVERDUE_RULES
+from tests.unit.http_receiver import LocalReceiver, Reply
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 ROUTES_YAML = """
@@ -224,3 +232,57 @@ async def test_a_resolution_carries_the_customers_figures_at_their_return(tmp_pa
     assert resolution.customer["lifetime_spend"] == 1860.0
     assert resolution.customer["lifetime_purchases"] == 19
     assert resolution.customer["days_since_last_purchase"] == 0.0
+
+
+def slack_api_receiver(api_url: str | None) -> ReceiverConfig:
+    line = "{name: gov, type: slack_api, token_env: T_GOV_TOKEN, channel: '#churn'"
+    line += "}" if api_url is None else f", api_url: '{api_url}'}}"
+    (receiver,) = parse_routes(f"receivers:\n  - {line}\nroute: {{receiver: gov}}\n", "routes.yaml").receivers
+    return receiver
+
+
+@pytest.mark.parametrize(
+    ("api_url", "expected"),
+    [
+        (None, None),  # Slack's own https://slack.com/api/
+        ("https://slack-gov.com/api/", "https://slack-gov.com/api/"),
+        ("https://slack-gov.com/api", "https://slack-gov.com/api/"),  # the methods are joined onto it
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080/"),
+        ("http://127.0.0.1:8080/slack/api", "http://127.0.0.1:8080/slack/api/"),
+    ],
+)
+def test_a_slack_api_receiver_takes_an_http_api_url_ending_with_a_slash(api_url: str | None, expected: str) -> None:
+    receiver = slack_api_receiver(api_url)
+    assert isinstance(receiver, SlackApiReceiver)
+    assert (None if receiver.api_url is None else str(receiver.api_url)) == expected
+
+
+@pytest.mark.parametrize(
+    ("api_url", "expected"),
+    [
+        ("not a url", "Input should be a valid URL"),
+        ("slack-gov.com/api", "Input should be a valid URL"),
+        ("", "Input should be a valid URL, input is empty"),
+        ("ftp://slack-gov.com/api", "URL scheme should be 'http' or 'https'"),
+        ("https://bot:xoxb-1@slack-gov.com/api", "credentials in the URL would put a secret in the file"),
+        ("https://slack-gov.com/api?team=T1", "a base URL has no query or fragment"),
+    ],
+)
+def test_a_slack_api_receiver_refuses_an_api_url_that_is_no_http_base_url(api_url: str, expected: str) -> None:
+    with pytest.raises(RoutesConfigError, match=r"field 'receivers\[1\]\.api_url': ") as raised:
+        slack_api_receiver(api_url)
+    assert expected in str(raised.value)
+    assert "xoxb-1" not in str(raised.value)
+
+
+async def test_a_slack_api_receiver_posts_to_its_api_url() -> None:
+    answer = Reply(200, {"Content-Type": "application/json"}, '{"ok": true, "channel": "C0GOV", "ts": "1.000100"}')
+    async with LocalReceiver([answer]) as server:
+        notifier = build_receiver(
+            slack_api_receiver(server.url_for("/gov/api")), FakeResources({"T_GOV_TOKEN": "xoxb-gov"})
+        )
+        await notifier.notify(alert())
+    [request] = server.requests
+    assert request.path == "/gov/api/chat.postMessage"
+    assert request.json["channel"] == "#churn"
+    assert request.headers["Authorization"] == "Bearer xoxb-gov"
