@@ -11,6 +11,7 @@ from pathlib import Path
 from alerts.model import Alert
 from rules.base import Severity
 from stream.localstack import StackInfo
+from tests.alerts_factory import make_alert
 from tests.events_factory import unique_customer
 from tests.integration.deployment import WEBHOOK_PATH, deploy
 from tests.integration.kafka_io import produce
@@ -25,18 +26,15 @@ inhibit_rules:
 
 
 def alert(customer: str, rule: str, severity: str) -> Alert:
+    # The real time: an alert is open (so can inhibit) for its rule's cooldown from its detection.
     now = datetime.now(UTC)
-    return Alert(
+    return make_alert(
         alert_id=str(uuid.uuid4()),
         customer_id=customer,
         rule_id=rule,
         severity=Severity(severity),
-        message=f"{rule} {severity}",
-        evidence={},
         evaluated_at=now - timedelta(seconds=5),
         detected_at=now,
-        trigger_event_id=f"evt-{uuid.uuid4().hex[:8]}",
-        trigger_topic="churnwatch.feedback",
     )
 
 

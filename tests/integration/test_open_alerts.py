@@ -14,23 +14,20 @@ from rules.base import Severity
 from stream.metrics import Metrics
 from stream.open_alerts import RedisOpenAlerts
 from stream.windows import keys
+from tests.alerts_factory import make_alert
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 COOLDOWNS = {"nps-detractor": timedelta(days=30), "purchase-overdue": timedelta(hours=1)}
 
 
 def alert(customer: str, rule: str, severity: str, *, detected: datetime = NOW) -> Alert:
-    return Alert(
+    return make_alert(
         alert_id=str(uuid.uuid4()),
         customer_id=customer,
         rule_id=rule,
         severity=Severity(severity),
-        message="m",
-        evidence={"score": 3},
         evaluated_at=detected,
-        detected_at=detected,
-        trigger_event_id="evt-1",
-        trigger_topic="churnwatch.feedback",
+        detected_at=detected,  # open for the rule's cooldown from here
     )
 
 

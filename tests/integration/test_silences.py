@@ -14,7 +14,6 @@ from redis.asyncio import Redis
 
 from alerts.model import Alert
 from alerts.silence import Listing, Matcher, Silence, SilenceError, SilenceState, UnknownSilenceError, new_silence
-from rules.base import Severity
 from stream.cli import main
 from stream.contracts import SourceRecord
 from stream.delivery import AlertDelivery, Handled
@@ -22,6 +21,7 @@ from stream.localstack import StackInfo
 from stream.metrics import Metrics
 from stream.silence_store import CachedSilences, RedisSilenceStore
 from stream.windows import keys
+from tests import alerts_factory
 from tests.fakes import FlakyDeadLetters, FlakyDeliveryLog, RecordingNotifier
 
 HOUR = timedelta(hours=1)
@@ -45,19 +45,7 @@ def make_silence(
 
 
 def make_alert(customer_id: str, alert_id: str) -> Alert:
-    now = datetime.now(UTC)
-    return Alert(
-        alert_id=alert_id,
-        customer_id=customer_id,
-        rule_id="nps-detractor",
-        severity=Severity.CRITICAL,
-        message="NPS answer 3/10.",
-        evidence={"score": 3},
-        evaluated_at=now,
-        detected_at=now,
-        trigger_event_id="evt-1",
-        trigger_topic="churnwatch.feedback",
-    )
+    return alerts_factory.make_alert(alert_id=alert_id, customer_id=customer_id, rule_id="nps-detractor")
 
 
 async def test_added_silences_are_listed_by_state_and_expire_by_hand(redis: Redis) -> None:

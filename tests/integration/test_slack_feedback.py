@@ -25,11 +25,11 @@ from alerts.feedback import Outcome
 from alerts.model import Alert
 from alerts.silence import Listing
 from alerts.slack_format import slack_blocks
-from rules.base import Severity
 from stream.cli import main
 from stream.feedback_store import RedisFeedbackStore
 from stream.localstack import StackInfo
 from stream.silence_store import RedisSilenceStore
+from tests.alerts_factory import make_alert
 from tests.integration.deployment import Deployment, deploy
 
 SECRET = "e2e-signing-secret-" + uuid.uuid4().hex
@@ -44,19 +44,8 @@ def deployment(local_stack: StackInfo, tmp_path_factory: pytest.TempPathFactory)
 
 
 def alert(customer_id: str) -> Alert:
-    now = datetime.now(UTC)
-    return Alert(
-        alert_id=str(uuid.uuid4()),
-        customer_id=customer_id,
-        rule_id="purchase-overdue",
-        severity=Severity.WARNING,
-        message="No purchase for 42.4 days.",
-        evidence={"days_since_purchase": 42.4},
-        evaluated_at=now,
-        detected_at=now,
-        trigger_event_id="evt-1",
-        trigger_topic="churnwatch.purchases",
-    )
+    # A fresh UUID each: buttons need one, and answers are kept per alert id in the Redis tests share.
+    return make_alert(alert_id=str(uuid.uuid4()), customer_id=customer_id, rule_id="purchase-overdue")
 
 
 def click_body(deployment: Deployment, shown: Alert, action_id: str, user: str = "U024BE7LH") -> bytes:

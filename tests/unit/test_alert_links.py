@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,8 +11,7 @@ from alerts.links import LinkTemplate, parse_link_templates
 from alerts.model import Alert
 from rules.base import Severity
 from stream.settings import Settings
-
-NOW = datetime(2026, 4, 1, tzinfo=UTC)
+from tests.alerts_factory import make_alert
 
 
 def alert(**overrides: Any) -> Alert:
@@ -22,16 +20,10 @@ def alert(**overrides: Any) -> Alert:
         "customer_id": "cust-42",
         "rule_id": "purchase-overdue",
         "severity": Severity.WARNING,
-        "message": "m",
-        "evidence": {},
         "customer": {"segment": "enterprise"},
         "owner": "retention",
-        "evaluated_at": NOW,
-        "detected_at": NOW,
-        "trigger_event_id": "e",
-        "trigger_topic": "t",
     }
-    return Alert(**(fields | overrides))
+    return make_alert(**(fields | overrides))
 
 
 def test_name_template_pairs_and_json_give_the_same_links_in_order() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from datetime import UTC, datetime
 
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
@@ -19,32 +18,20 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from alerts.model import Alert
 from alerts.notifier import PermanentDeliveryError
-from rules.base import Severity
 from stream.contracts import SourceRecord
 from stream.delivery import AlertDelivery, Handled
 from stream.kafka_sinks import KEY_KEPT_BYTES, KafkaDeadLetterSink, dead_letter_headers
 from stream.metrics import Metrics
 from stream.retrying import STORE_ERRORS, retry_unavailable
 from stream.settings import Settings
+from tests import alerts_factory
 from tests.fakes import FlakyDeadLetters, FlakyDeliveryLog, RecordingNotifier, RecordingTopic
 
-NOW = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 ALERTS = "churnwatch.alerts"
 
 
 def make_alert(alert_id: str = "alert-1") -> Alert:
-    return Alert(
-        alert_id=alert_id,
-        customer_id="cust-42",
-        rule_id="nps-detractor",
-        severity=Severity.CRITICAL,
-        message="NPS answer 3/10.",
-        evidence={"score": 3},
-        evaluated_at=NOW,
-        detected_at=NOW,
-        trigger_event_id="evt-1",
-        trigger_topic="churnwatch.feedback",
-    )
+    return alerts_factory.make_alert(alert_id=alert_id, customer_id="cust-42")  # record_of's key
 
 
 def record_of(value: bytes | None, offset: int = 7) -> SourceRecord:

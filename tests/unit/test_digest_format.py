@@ -25,6 +25,7 @@ from alerts.webhook import WebhookNotifier
 from alerts.webhook_signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from rules.base import Severity
 from stream.kafka_sinks import KafkaAlertNotifier
+from tests.alerts_factory import make_alert
 from tests.fakes import RecordingTopic
 from tests.unit.http_receiver import LocalReceiver, Reply
 
@@ -45,18 +46,13 @@ def settings(size: int = 10, limit: int | None = 50) -> GroupSettings:
 
 
 def alert(n: int, *, customer_id: str | None = None, message: str = "no purchase for 40 days") -> Alert:
-    return Alert(
+    return make_alert(
         alert_id=f"alert-{n:04d}",
         customer_id=customer_id or f"cust-{n}",
         rule_id="purchase-overdue",
         severity=Severity.CRITICAL if n % 3 == 0 else Severity.WARNING,
         message=message,
-        evidence={},
         customer={"lifetime_spend": 100.0 * n, "segment": "smb"},
-        evaluated_at=NOW,
-        detected_at=NOW,
-        trigger_event_id=f"evt-{n}",
-        trigger_topic="churnwatch.purchases",
     )
 
 
@@ -178,18 +174,13 @@ def readme_example() -> Digest:
          "No purchase for 33 days, overdue for this customer: alerted after 30 days."),
     ]  # fmt: skip
     alerts = [
-        Alert(
+        make_alert(
             alert_id=f"00000000-0000-5000-8000-00000000000{i}",
             customer_id=customer,
             rule_id=rule,
             severity=severity,
             message=message,
-            evidence={},
             customer={"lifetime_spend": spend, "segment": segment},
-            evaluated_at=at,
-            detected_at=at,
-            trigger_event_id=f"e{i}",
-            trigger_topic="churnwatch.purchases",
         )
         for i, (customer, spend, segment, rule, severity, message) in enumerate(people)
     ]

@@ -18,8 +18,8 @@ from alerts.model import Alert
 from alerts.notifier import RetryableDeliveryError
 from alerts.notify import RetryingSender
 from alerts.routing import parse_routes
-from rules.base import Severity
 from tests.alert_groups_fake import InMemoryAlertGroups
+from tests.alerts_factory import make_alert
 from tests.fakes import RecordingNotifier
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -123,18 +123,13 @@ def rig() -> Rig:
 
 
 def alert(n: int, rule: str = "burst", spend: float | None = None) -> Alert:
-    return Alert(
+    return make_alert(
         alert_id=f"alert-{n:04d}",
         customer_id=f"cust-{n}",
         rule_id=rule,
-        severity=Severity.WARNING,
-        message=f"alert {n}",
-        evidence={},
         customer={"lifetime_spend": float(n) if spend is None else spend},
         evaluated_at=START,
         detected_at=START,
-        trigger_event_id=f"evt-{n}",
-        trigger_topic="churnwatch.purchases",
     )
 
 

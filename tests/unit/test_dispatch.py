@@ -1,7 +1,7 @@
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -10,22 +10,12 @@ from alerts.log_sink import LogNotifier, format_line
 from alerts.model import Alert
 from alerts.notifier import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
 from rules.base import Severity
-
-NOW = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
+from tests import alerts_factory
 
 
 def make_alert(alert_id: str = "alert-1") -> Alert:
-    return Alert(
-        alert_id=alert_id,
-        customer_id="cust-42",
-        rule_id="nps-detractor",
-        severity=Severity.CRITICAL,
-        message="NPS answer 3/10 (previous answer 9).",
-        evidence={"score": 3, "previous_score": 9},
-        evaluated_at=NOW,
-        detected_at=NOW,
-        trigger_event_id="evt-1",
-        trigger_topic="churnwatch.feedback",
+    return alerts_factory.make_alert(
+        alert_id=alert_id, customer_id="cust-42", rule_id="nps-detractor", severity=Severity.CRITICAL
     )
 
 

@@ -32,9 +32,9 @@ from alerts.feedback import (
 from alerts.model import Alert
 from alerts.silence import InMemorySilenceStore, Listing
 from alerts.slack_format import slack_blocks
-from rules.base import Severity
 from stream.metrics import Metrics
 from stream.slack_interactions import SNOOZE_COMMENT, SlackInteractions
+from tests.alerts_factory import make_alert
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 NOW = 1_733_100_000.0
@@ -43,18 +43,7 @@ T0 = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
 
 
 def alert() -> Alert:
-    return Alert(
-        alert_id=ALERT_ID,
-        customer_id="cust-42",
-        rule_id="purchase-overdue",
-        severity=Severity.WARNING,
-        message="No purchase for 42.4 days.",
-        evidence={"days_since_purchase": 42.4},
-        evaluated_at=T0,
-        detected_at=T0,
-        trigger_event_id="evt-1",
-        trigger_topic="churnwatch.purchases",
-    )
+    return make_alert(alert_id=ALERT_ID, customer_id="cust-42", rule_id="purchase-overdue")
 
 
 def block_actions(action_id: str, *, user: str = "U024BE7LH", name: str = "ana", **extra: Any) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from alerts.grouping import (
     value_of,
 )
 from alerts.model import Alert
-from rules.base import EvidenceValue, Severity
+from rules.base import EvidenceValue
+from tests.alerts_factory import make_alert
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 SETTINGS = GroupSettings(
@@ -35,19 +36,7 @@ SETTINGS = GroupSettings(
 
 def alert(n: int, spend: EvidenceValue = None, *, at: datetime = NOW) -> Alert:
     customer = {} if spend is None else {"lifetime_spend": spend}
-    return Alert(
-        alert_id=f"a-{n:03d}",
-        customer_id=f"c-{n}",
-        rule_id="burst",
-        severity=Severity.WARNING,
-        message="m",
-        evidence={},
-        customer=customer,
-        evaluated_at=at,
-        detected_at=at,
-        trigger_event_id=f"e-{n}",
-        trigger_topic="t",
-    )
+    return make_alert(alert_id=f"a-{n:03d}", customer=customer, evaluated_at=at, detected_at=at)
 
 
 def waiting(*alerts: Alert) -> list[Pending]:

@@ -17,6 +17,7 @@ from alerts.model import Alert
 from alerts.slack_format import slack_blocks
 from rules.ruleset import load_rule_set
 from stream.cli import main
+from tests.alerts_factory import make_alert
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,7 +53,7 @@ def example_alert() -> Alert:
     """A purchase-overdue alert as the worker builds it, with the shipped rule's owner and next step."""
     rule = load_rule_set(ROOT / "rules" / "defaults").by_id("purchase-overdue")
     assert rule is not None
-    return Alert(
+    return make_alert(
         alert_id="5b0c3f8e-2f4a-5d0e-9c61-7a2d4e8b1f03",
         customer_id="cust-1042",
         rule_id=rule.id,
@@ -67,8 +68,6 @@ def example_alert() -> Alert:
         next_step=rule.next_step,
         evaluated_at=datetime(2026, 4, 1, 10, 0, tzinfo=UTC),
         detected_at=datetime(2026, 4, 1, 10, 0, 1, tzinfo=UTC),
-        trigger_event_id="due@2026-04-01T10:00:00Z",
-        trigger_topic="churnwatch.purchases",
     )  # fmt: skip
 
 

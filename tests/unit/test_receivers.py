@@ -29,7 +29,6 @@ from alerts.routing import RoutesConfigError, parse_routes
 from alerts.slack import SlackNotifier
 from alerts.slack_web import SlackWebApiNotifier
 from alerts.webhook import WebhookNotifier
-from rules.base import Severity
 from rules.evaluation import CUSTOMER_CONTEXT
 from rules.ruleset import load_rule_set
 from stream.app import build_notifiers
@@ -40,6 +39,7 @@ from stream.receiver_resources import missing_secrets, read_secret
 from stream.replay import build_replay, records_of
 from stream.settings import Settings, Topics
 from stream.windows.store import WindowPolicy
+from tests.alerts_factory import make_alert
 from tests.events_factory import interaction, purchase, weekly_purchases
 from tests.fakes import RecordingTopic
 from tests.rule_files import OVERDUE_RULES
@@ -98,18 +98,7 @@ class FakeResources:
 
 
 def alert() -> Alert:
-    return Alert(
-        alert_id="alert-1",
-        customer_id="cust-42",
-        rule_id="nps-detractor",
-        severity=Severity.CRITICAL,
-        message="m",
-        evidence={},
-        evaluated_at=NOW,
-        detected_at=NOW,
-        trigger_event_id="evt-1",
-        trigger_topic="churnwatch.feedback",
-    )
+    return make_alert(customer_id="cust-42")
 
 
 def test_every_receiver_type_is_registered_once_with_a_builder() -> None:

@@ -22,6 +22,7 @@ from alerts.routing import (
 )
 from rules.base import EvidenceValue, Severity
 from rules.evaluation import CUSTOMER_CONTEXT
+from tests.alerts_factory import make_alert
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "alerts" / "routes.example.yaml"
 AT = datetime(2026, 3, 1, tzinfo=UTC)
@@ -58,19 +59,7 @@ EXAMPLE_CONFIG = load_routes(EXAMPLE)
 
 
 def alert(rule: str = "purchase-overdue", severity: str = "warning", **customer: EvidenceValue) -> Alert:
-    return Alert(
-        alert_id="a-1",
-        customer_id="cust-1",
-        rule_id=rule,
-        severity=Severity(severity),
-        message="m",
-        evidence={},
-        customer=customer,
-        evaluated_at=AT,
-        detected_at=AT,
-        trigger_event_id="e-1",
-        trigger_topic="churnwatch.purchases",
-    )
+    return make_alert(rule_id=rule, severity=Severity(severity), customer=customer)
 
 
 def reached(config: RoutesConfig, a: Alert, team: str | None = None) -> list[tuple[str, str]]:

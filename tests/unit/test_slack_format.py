@@ -20,6 +20,7 @@ from alerts.slack_format import (
     width,
 )
 from rules.base import EvidenceValue, Severity
+from tests import alerts_factory
 
 EVALUATED = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
 LINKS = parse_link_templates(
@@ -51,10 +52,8 @@ def make_alert(**overrides: Any) -> Alert:
         "next_step": "Call within 48 h; offer a win-back voucher",
         "evaluated_at": EVALUATED,
         "detected_at": DETECTED,
-        "trigger_event_id": "evt-1",
-        "trigger_topic": "churnwatch.purchases",
     }
-    return Alert(**(fields | overrides))
+    return alerts_factory.make_alert(**(fields | overrides))
 
 
 def texts(payload: dict[str, Any]) -> list[str]:

@@ -2,7 +2,6 @@
 
 import asyncio
 import logging
-from datetime import UTC, datetime
 
 import pytest
 from pydantic import SecretStr
@@ -17,26 +16,16 @@ from alerts.model import Alert
 from alerts.notifier import PermanentDeliveryError, RetryableDeliveryError
 from alerts.slack import SlackNotifier
 from alerts.slack_format import slack_blocks
-from rules.base import Severity
+from tests import alerts_factory
 from tests.unit.http_receiver import LocalReceiver, Reply
 
 SECRET = "XoXoSecretTokenValue1234"
 PATH = f"/services/T0000000/B0000000/{SECRET}"
-NOW = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
 
 
 def make_alert(alert_id: str = "9a4c1a50-3c5b-5d3e-8f4e-2b9d7c1e0f11") -> Alert:
-    return Alert(
-        alert_id=alert_id,
-        customer_id="cust-42",
-        rule_id="purchase-frequency-drop",
-        severity=Severity.WARNING,
-        message="1 purchase in the last 30 days against a usual 4.0 (12 in the 90 days before).",
-        evidence={"recent_purchases": 1, "expected_purchases": 4.0, "ratio": 0.25},
-        evaluated_at=NOW,
-        detected_at=NOW,
-        trigger_event_id="evt-1",
-        trigger_topic="churnwatch.purchases",
+    return alerts_factory.make_alert(
+        alert_id=alert_id, message="1 purchase in the last 30 days against a usual 4.0 (12 in the 90 days before)."
     )
 
 

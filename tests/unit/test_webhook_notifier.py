@@ -1,7 +1,5 @@
 """WebhookNotifier against a real local HTTP server."""
 
-from datetime import UTC, datetime
-
 import aiohttp
 import pytest
 from pydantic import SecretStr
@@ -10,27 +8,11 @@ from alerts.dispatch import AlertDispatcher, DeliveryOutcome, InMemoryDeliveryLo
 from alerts.model import Alert
 from alerts.notifier import PermanentDeliveryError, RetryableDeliveryError, parse_retry_after, redact
 from alerts.webhook import WebhookNotifier
-from rules.base import Severity
+from tests.alerts_factory import make_alert
 from tests.unit.http_receiver import LocalReceiver, Reply
 
 SECRET = "hook-token-5f1d2c3b4a59"
 PATH = f"/hooks/churn/{SECRET}?sig=abc123def456"
-NOW = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
-
-
-def make_alert() -> Alert:
-    return Alert(
-        alert_id="9a4c1a50-3c5b-5d3e-8f4e-2b9d7c1e0f11",
-        customer_id="cust-42",
-        rule_id="nps-detractor",
-        severity=Severity.CRITICAL,
-        message="NPS answer 3/10 (previous answer 9).",
-        evidence={"score": 3, "previous_score": 9, "drop": 6.0},
-        evaluated_at=NOW,
-        detected_at=NOW,
-        trigger_event_id="evt-1",
-        trigger_topic="churnwatch.feedback",
-    )
 
 
 @pytest.mark.asyncio

@@ -7,7 +7,6 @@ import hmac
 import itertools
 import json
 import re
-from datetime import UTC, datetime
 
 import pytest
 from aiohttp import web
@@ -17,14 +16,13 @@ from alerts.dispatch import AlertDispatcher, DeliveryOutcome, InMemoryDeliveryLo
 from alerts.model import Alert
 from alerts.webhook import WebhookNotifier
 from alerts.webhook_signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature, verify_signature
-from rules.base import Severity
 from stream.app import build_notifiers
 from stream.settings import Settings
+from tests import alerts_factory
 from tests.unit.http_receiver import LocalReceiver, Reply
 
 SECRET = "whsec-7c1e0f119a4c1a503c5b5d3e"
 SENT_AT = 1_733_100_000.75
-NOW = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
 
 
 class RawBodyReceiver(LocalReceiver):
@@ -40,18 +38,8 @@ class RawBodyReceiver(LocalReceiver):
 
 
 def make_alert() -> Alert:
-    return Alert(
-        alert_id="9a4c1a50-3c5b-5d3e-8f4e-2b9d7c1e0f11",
-        customer_id="cust-42",
-        rule_id="nps-detractor",
-        severity=Severity.CRITICAL,
-        message="NPS answer 3/10 (previous answer 9): “déçu”.",
-        evidence={"score": 3, "previous_score": 9, "drop": 6.0},
-        evaluated_at=NOW,
-        detected_at=NOW,
-        trigger_event_id="evt-1",
-        trigger_topic="churnwatch.feedback",
-    )
+    # cust-42: what the tampering test rewrites; non-ASCII text: a signature is over the UTF-8 bytes sent.
+    return alerts_factory.make_alert(customer_id="cust-42", message="NPS answer 3/10 (previous answer 9): “déçu”.")
 
 
 async def signed_request(secret: str = SECRET) -> tuple[RawBodyReceiver, bytes]:
