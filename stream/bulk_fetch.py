@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from typing import Any, cast
 
 import faust
+from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import Message
 from mode import Service, ServiceT
@@ -61,6 +62,7 @@ class BulkFetchConsumer(AIOKafkaConsumer):
         consumer_should_stop = cast(Service, self)._stopped.is_set
         fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
 
+        set_flag, unset_flag = self.diag.set_flag, self.diag.unset_flag
         get_read_offset = self._read_offset.__getitem__
         set_read_offset = self._read_offset.__setitem__
         commit_every = self._commit_every
@@ -76,6 +78,7 @@ class BulkFetchConsumer(AIOKafkaConsumer):
 
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(CONSUMER_FETCHING)
                 ait = cast(Any, getmany(timeout=1.0))
                 await self.sleep(0)
                 if not self.should_stop:
@@ -101,6 +104,7 @@ class BulkFetchConsumer(AIOKafkaConsumer):
                             else:
                                 await self.wait_first(callback(message), self.suspend_flow.wait())
                             set_read_offset(tp, offset)
+                    unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 self.log.info("Broker stopped consumer, shutting down...")
@@ -114,6 +118,8 @@ class BulkFetchConsumer(AIOKafkaConsumer):
         except Exception as exc:
             self.log.exception("Drain messages raised: %r", exc)
             raise
+        finally:
+            unset_flag(CONSUMER_FETCHING)
 
 
 class BulkFetchApp(faust.App):

@@ -167,6 +167,45 @@ async def _kill_mid_batch_then_finish(
     redis.close()
 
 
+async def test_a_second_worker_joining_mid_backlog_takes_partitions_without_loss_or_double_counts(
+    local_stack: StackInfo, tmp_path: Path
+) -> None:
+    """A rebalance while the first worker has two batches in flight: faust clears the fetched buffer,
+    waits for the batches taken to be acked, commits, and the newcomer reads its partitions from the
+    committed offsets. Both keep running; every purchase and login counts exactly once, and each
+    worker did part of the work."""
+    first_wave, purchases, _ = traffic(customers=120, fading_every=10)
+    second_wave, later, _ = traffic(customers=40, fading_every=10)  # sent once the newcomer runs
+    purchases |= later
+    # Small batches, so the first worker is still inside its backlog when the newcomer joins.
+    env = {"CHURNWATCH_BATCH_MAX_EVENTS": "20", "CHURNWATCH_KAFKA_COMMIT_INTERVAL": "0.05"}
+    with deploy(local_stack, tmp_path, env) as deployment:
+        topics = deployment.topics
+        await produce_events(deployment.stack.kafka_bootstrap, topics, first_wave)
+        wait_for(lambda: deployment.processed(topics.interactions) > 1000, "the first worker to be busy")
+        redis = SyncRedis.from_url(deployment.stack.redis_url)
+
+        def states() -> list[CustomerState]:
+            return [state_from_hash(c, redis.hgetall(keys.customer_state(c))) for c in purchases]
+
+        with running_worker(deployment.stack, env=deployment.env, output=tmp_path / "second.log") as second:
+            await produce_events(deployment.stack.kafka_bootstrap, topics, second_wave)
+            wait_for(lambda: all(s.watermark is not None and s.watermark >= NOW for s in states()), "the rest", 180)
+            time.sleep(1)
+            second_did = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in second.get("/metrics").splitlines()
+                if line.startswith("churnwatch_events_consumed_total") and any(t in line for t in topics.events)
+            )
+        assert deployment.worker.process.poll() is None  # the first worker kept running throughout
+        for state in states():
+            assert state.lifetime_purchases == purchases[state.customer_id], state.customer_id
+            logins = sum(sum(days.values()) for days in state.interactions_by_kind.values())
+            assert logins == 120, state.customer_id  # a login a day for 120 days, each once
+        redis.close()
+    assert second_did > 0  # the newcomer was given partitions and read from them
+
+
 async def test_redis_unresponsive_stalls_processing_then_resumes_without_loss(tmp_path: Path) -> None:
     """Redis stops answering (SIGSTOP) while events arrive; the worker retries, then catches up."""
     with (
