@@ -22,10 +22,13 @@ history ``bench.replay_speed`` writes), or a kept history (``--history``, a file
 
 Per judgement in µs, by the wall clock (``time.perf_counter``) and by CPU time
 (``time.process_time``), with the CPU seconds of each timed part: the best of ``--repeat`` passes
-(each judging pass on a fold of its own, so nothing derived by one pass serves the next). ``--all`` judges every rule of the set as if enabled (the shipped set has
-some off); ``--digest`` prints a hash of every verdict, finding and due moment (and of every decoded
-state) instead of timing: the same history and rules must give the same digest before and after an
-optimisation. Asserts nothing. ``python -m bench.judge_speed --help``.
+(each judging pass on a fold of its own, so nothing derived by one pass serves the next). On a
+shared machine both move by tens of percent with the neighbours' load: count instructions with
+:mod:`bench.judge_instructions` to compare two versions. ``--all`` judges every rule of the set as
+if enabled (the shipped set has some off); ``--digest`` prints a hash of every verdict, finding,
+next check and due moment (and of every decoded state) instead of timing: the same history and
+rules must give the same digest before and after an optimisation. Asserts nothing.
+``python -m bench.judge_speed --help``.
 """
 
 from __future__ import annotations
