@@ -96,6 +96,7 @@ class AlertDispatcher:
         backoff_max: float | timedelta,
         backoff_initial: float = 0.5,
         on_outcome: OutcomeCallback | None = None,
+        on_retry: Callable[[str], None] | None = None,
         silences: ActiveSilences | None = None,
         team_of: Callable[[str], str | None] = lambda rule_id: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -125,7 +126,9 @@ class AlertDispatcher:
             unknown = sorted({r.receiver for _, r in routes.walk() if r.receiver is not None} - set(names))
             if unknown:
                 raise ValueError(f"routes name receivers that are no sink: {unknown} (sinks: {names})")
-        self._sender = RetryingSender(attempts=attempts, backoff_max=backoff_max, backoff_initial=backoff_initial)
+        self._sender = RetryingSender(
+            attempts=attempts, backoff_max=backoff_max, backoff_initial=backoff_initial, on_retry=on_retry
+        )
         self._silence = SilenceStage(silences, clock)
         self._inhibition = InhibitionStage(open_alerts, inhibit_rules, team_of=team_of, clock=clock)
         self._routes = routes

@@ -83,10 +83,19 @@ class SinkOutcome:
 class RetryingSender:
     """Tries one send to one receiver up to ``attempts`` times, retrying only what may succeed later."""
 
-    def __init__(self, *, attempts: int, backoff_max: float | timedelta, backoff_initial: float = 0.5) -> None:
+    def __init__(
+        self,
+        *,
+        attempts: int,
+        backoff_max: float | timedelta,
+        backoff_initial: float = 0.5,
+        on_retry: Callable[[str], None] | None = None,
+    ) -> None:
+        """``on_retry(sink)``: called before each attempt after the first (wired to a metric)."""
         if attempts < 1:
             raise ValueError("attempts must be >= 1")
         self._attempts = attempts
+        self._on_retry = on_retry
         self._backoff_max = backoff_max.total_seconds() if isinstance(backoff_max, timedelta) else float(backoff_max)
         self._backoff = wait_random_exponential(multiplier=backoff_initial, max=self._backoff_max)
 
@@ -102,7 +111,7 @@ class RetryingSender:
             stop=stop_after_attempt(self._attempts),
             wait=self._wait,
             retry=retry_if_exception_type(RetryableDeliveryError),
-            before_sleep=_log_retry(sink, what),
+            before_sleep=_log_retry(sink, what, self._on_retry),
             reraise=True,
         )
         try:
@@ -130,12 +139,17 @@ class RetryingSender:
         return min(wait, self._backoff_max)
 
 
-def _log_retry(sink: str, what: str) -> Callable[[RetryCallState], None]:
+def _log_retry(sink: str, what: str, on_retry: Callable[[str], None] | None) -> Callable[[RetryCallState], None]:
     def before_sleep(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
         wait = state.next_action.sleep if state.next_action is not None else 0.0
         log.warning(
             "%s to %s: attempt %d failed (%s); retrying in %.1f s", what, sink, state.attempt_number, error, wait
         )
+        if on_retry is not None:
+            try:
+                on_retry(sink)
+            except Exception:  # a metric must not stop a delivery
+                log.exception("on_retry callback failed for sink %s", sink)
 
     return before_sleep

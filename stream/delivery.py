@@ -248,6 +248,7 @@ class AlertDelivery:
             attempts=attempts,
             backoff_max=backoff_max,
             on_outcome=metrics.record_delivery,
+            on_retry=metrics.record_delivery_retry,
             silences=None if silences is None else _StallingSilences(silences, metrics, retry_max_seconds),
             team_of=team_of,
             routes=routes,
@@ -263,7 +264,7 @@ class AlertDelivery:
             else ResolutionReleaser(
                 held,
                 {n.name: n for n in notifiers},
-                RetryingSender(attempts=attempts, backoff_max=backoff_max),
+                RetryingSender(attempts=attempts, backoff_max=backoff_max, on_retry=metrics.record_delivery_retry),
                 clock=clock,
                 on_outcome=metrics.record_delivery,
                 lease=lock_ttl(attempts, _as_timedelta(backoff_max)),
@@ -275,7 +276,7 @@ class AlertDelivery:
             else DigestFlusher(
                 groups,
                 {n.name: n for n in notifiers},
-                RetryingSender(attempts=attempts, backoff_max=backoff_max),
+                RetryingSender(attempts=attempts, backoff_max=backoff_max, on_retry=metrics.record_delivery_retry),
                 clock=clock,
                 on_outcome=metrics.record_delivery,
                 on_digest=metrics.record_digest,

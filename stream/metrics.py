@@ -96,6 +96,13 @@ class Metrics:
             ["sink", "outcome"],
             registry=registry,
         )
+        self.alert_delivery_retries = Counter(
+            "churnwatch_alert_delivery_retries_total",
+            "Attempts to deliver an alert or digest to a sink after its first one failed with an error worth "
+            "retrying (5xx, 429, timeouts), by sink.",
+            ["sink"],
+            registry=registry,
+        )
         self.alerts_silenced = Counter(
             "churnwatch_alerts_silenced_total",
             "Alert records held back from every sink by a silence, by rule and status (firing, resolved).",
@@ -219,6 +226,9 @@ class Metrics:
     def record_delivery(self, sink: str, outcome: str, seconds: float) -> None:
         self.alert_deliveries.labels(sink=sink, outcome=outcome).inc()
         self.alert_delivery.labels(sink=sink).observe(seconds)
+
+    def record_delivery_retry(self, sink: str) -> None:
+        self.alert_delivery_retries.labels(sink=sink).inc()
 
     def record_digest(self, sink: str, outcome: str, alerts: int) -> None:
         self.alert_digests.labels(sink=sink, outcome=outcome).inc()

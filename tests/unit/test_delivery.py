@@ -17,7 +17,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from alerts.model import Alert
-from alerts.notifier import PermanentDeliveryError
+from alerts.notifier import PermanentDeliveryError, RetryableDeliveryError
 from stream.contracts import SourceRecord
 from stream.delivery import AlertDelivery, Handled
 from stream.kafka_sinks import KEY_KEPT_BYTES, KafkaDeadLetterSink, dead_letter_headers
@@ -270,3 +270,28 @@ def test_dead_letters_and_kafka_clients_agree_on_sizes() -> None:
     with pytest.raises(ValidationError):
         Settings(kafka_message_max_bytes=200_000)  # the default dead-letter bound no longer fits
     assert Settings(kafka_message_max_bytes=200_000, deadletter_max_bytes=150_000).kafka_request_max_bytes == 265_536
+
+
+class FailsOnce(RecordingNotifier):
+    """Answers its first send with a 503, then accepts."""
+
+    async def notify(self, alert: Alert) -> None:
+        if not self.failed:
+            self.failed = True
+            raise RetryableDeliveryError(self.name, "HTTP 503", status=503)
+        await super().notify(alert)
+
+    failed: bool = False
+
+
+async def test_a_send_that_fails_once_and_then_succeeds_counts_one_retry_for_its_sink() -> None:
+    metrics = Metrics(CollectorRegistry())
+    slack, hook = FailsOnce("slack"), RecordingNotifier("webhook")
+    delivery = AlertDelivery(
+        [slack, hook], FlakyDeliveryLog(), FlakyDeadLetters(), metrics, attempts=3, backoff_max=0.01
+    )
+    assert await delivery.handle(record_of(make_alert().model_dump_json().encode())) is Handled.DELIVERED
+    assert slack.received == hook.received == ["alert-1"]
+    assert sample(metrics, "churnwatch_alert_delivery_retries_total", sink="slack") == 1
+    assert sample(metrics, "churnwatch_alert_delivery_retries_total", sink="webhook") == 0
+    assert sample(metrics, "churnwatch_alert_deliveries_total", sink="slack", outcome="delivered") == 1
