@@ -32,7 +32,7 @@ from alerts.grouping import (
 from alerts.model import Alert
 from alerts.nflog import DeliveryLog
 from alerts.notifier import Notifier
-from alerts.notify import DeliveryOutcome, RetryingSender, SinkOutcome
+from alerts.notify import DeliveryOutcome, OutcomeCallback, RetryingSender, SinkOutcome, report_outcome
 from alerts.routing import RouteMatch
 
 log = logging.getLogger("churnwatch.delivery")
@@ -47,7 +47,6 @@ def lock_ttl(attempts: int, backoff_max: timedelta) -> timedelta:
     return attempts * (REQUEST_TIMEOUT + backoff_max) + timedelta(seconds=5)
 
 
-OutcomeCallback = Callable[[str, str, float], None]
 DigestCallback = Callable[[str, str, int], None]
 """``(sink, outcome, alerts)`` per digest send: wired to ``churnwatch_alert_digests_total``."""
 
@@ -242,11 +241,9 @@ class DigestFlusher:
                 self._on_digest(notifier.name, outcome.outcome.value, len(digest.alerts))
             except Exception:
                 log.exception("on_digest callback failed for sink %s", notifier.name)
-        if outcome.outcome is not DeliveryOutcome.DELIVERED and self._on_outcome is not None:
-            try:  # a failing receiver shows where every failing delivery does (and its alerting rule)
-                self._on_outcome(notifier.name, outcome.outcome.value, outcome.seconds)
-            except Exception:
-                log.exception("on_outcome callback failed for sink %s", notifier.name)
+        if outcome.outcome is not DeliveryOutcome.DELIVERED:
+            # a failing receiver shows where every failing delivery does (and its alerting rule)
+            report_outcome(self._on_outcome, notifier.name, outcome.outcome.value, outcome.seconds)
         return outcome
 
     async def _count_limited(self, group: str, receiver: str, pending: list[Pending]) -> None:
@@ -256,10 +253,5 @@ class DigestFlusher:
         self._report_limited(receiver, len(newly))
 
     def _report_limited(self, receiver: str, count: int) -> None:
-        if self._on_outcome is None:
-            return
         for _ in range(count):
-            try:
-                self._on_outcome(receiver, DeliveryOutcome.RATE_LIMITED.value, 0.0)
-            except Exception:
-                log.exception("on_outcome callback failed for sink %s", receiver)
+            report_outcome(self._on_outcome, receiver, DeliveryOutcome.RATE_LIMITED.value, 0.0)

@@ -50,7 +50,7 @@ from alerts.model import Alert
 from alerts.nflog import DeliveryLog as DeliveryLog
 from alerts.nflog import InMemoryDeliveryLog as InMemoryDeliveryLog
 from alerts.notifier import Notifier
-from alerts.notify import DONE, RetryingSender
+from alerts.notify import DONE, OutcomeCallback, RetryingSender, report_outcome
 from alerts.notify import DeliveryOutcome as DeliveryOutcome
 from alerts.notify import SinkOutcome as SinkOutcome
 from alerts.routing import InhibitRule, Route, RouteMatch, route_alert
@@ -58,9 +58,6 @@ from alerts.silence import ActiveSilences
 from alerts.stages import InhibitionStage, SilenceStage
 
 log = logging.getLogger("churnwatch.delivery")
-
-OutcomeCallback = Callable[[str, str, float], None]
-"""``(sink, outcome, seconds)``: seconds spent on that sink, retries included. Wired to metrics."""
 
 
 @dataclass(frozen=True)
@@ -249,9 +246,4 @@ class AlertDispatcher:
         return outcome
 
     def _report(self, outcome: SinkOutcome) -> None:
-        if self._on_outcome is None:
-            return
-        try:
-            self._on_outcome(outcome.sink, outcome.outcome.value, outcome.seconds)
-        except Exception:
-            log.exception("on_outcome callback failed for sink %s", outcome.sink)
+        report_outcome(self._on_outcome, outcome.sink, outcome.outcome.value, outcome.seconds)

@@ -30,7 +30,7 @@ from typing import Protocol
 from alerts.model import Alert
 from alerts.nflog import DeliveryLog
 from alerts.notifier import Notifier
-from alerts.notify import DeliveryOutcome, RetryingSender, SinkOutcome
+from alerts.notify import DeliveryOutcome, OutcomeCallback, RetryingSender, SinkOutcome, report_outcome
 from alerts.routing import RouteMatch
 
 log = logging.getLogger("churnwatch.delivery")
@@ -140,7 +140,7 @@ class ResolutionReleaser:
         sender: RetryingSender,
         *,
         clock: Callable[[], datetime],
-        on_outcome: Callable[[str, str, float], None] | None = None,
+        on_outcome: OutcomeCallback | None = None,
         lease: timedelta = LEASE,
     ) -> None:
         """``lease``: longer than one send with all its retries (:func:`alerts.digests.lock_ttl`)."""
@@ -163,11 +163,7 @@ class ResolutionReleaser:
             outcome = await self._sender.send(
                 notifier.name, f"resolution {held.resolution.alert_id}", _notify(notifier, held.resolution)
             )
-            if self._on_outcome is not None:
-                try:
-                    self._on_outcome(outcome.sink, outcome.outcome.value, outcome.seconds)
-                except Exception:
-                    log.exception("on_outcome callback failed for sink %s", outcome.sink)
+            report_outcome(self._on_outcome, outcome.sink, outcome.outcome.value, outcome.seconds)
             if outcome.outcome is DeliveryOutcome.DELIVERED:
                 await self._store.release(held)
             # else: the lease lapses and it is tried again (kept in Redis, never dropped)

@@ -80,6 +80,21 @@ class SinkOutcome:
         return f"{self.outcome.value} ({self.error})" if self.error else self.outcome.value
 
 
+OutcomeCallback = Callable[[str, str, float], None]
+"""``(sink, outcome, seconds)``: seconds spent on that sink, retries included. Wired to metrics."""
+
+
+def report_outcome(on_outcome: OutcomeCallback | None, sink: str, outcome: str, seconds: float) -> None:
+    """Tell ``on_outcome`` (the metrics); a callback that fails is logged, never raised: counting a
+    delivery must not stop it."""
+    if on_outcome is None:
+        return
+    try:
+        on_outcome(sink, outcome, seconds)
+    except Exception:
+        log.exception("on_outcome callback failed for sink %s", sink)
+
+
 class RetryingSender:
     """Tries one send to one receiver up to ``attempts`` times, retrying only what may succeed later."""
 
