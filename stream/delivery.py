@@ -258,29 +258,26 @@ class AlertDelivery:
             groups=None if groups is None else _StallingGroups(groups, metrics, retry_max_seconds),
             held=None if held is None else _StallingHeld(held, metrics, retry_max_seconds),
         )
+        # What the timer sends (held resolutions, digests) goes out like an alert: same sinks, same retries.
+        by_name = {n.name: n for n in notifiers}
+        sender = RetryingSender(attempts=attempts, backoff_max=backoff_max, on_retry=metrics.record_delivery_retry)
+        lease = lock_ttl(attempts, _as_timedelta(backoff_max))
         self._releaser = (
             None
             if held is None
-            else ResolutionReleaser(
-                held,
-                {n.name: n for n in notifiers},
-                RetryingSender(attempts=attempts, backoff_max=backoff_max, on_retry=metrics.record_delivery_retry),
-                clock=clock,
-                on_outcome=metrics.record_delivery,
-                lease=lock_ttl(attempts, _as_timedelta(backoff_max)),
-            )
+            else ResolutionReleaser(held, by_name, sender, clock=clock, on_outcome=metrics.record_delivery, lease=lease)
         )
         self._flusher = (
             None
             if groups is None
             else DigestFlusher(
                 groups,
-                {n.name: n for n in notifiers},
-                RetryingSender(attempts=attempts, backoff_max=backoff_max, on_retry=metrics.record_delivery_retry),
+                by_name,
+                sender,
                 clock=clock,
                 on_outcome=metrics.record_delivery,
                 on_digest=metrics.record_digest,
-                lock_for=lock_ttl(attempts, _as_timedelta(backoff_max)),
+                lock_for=lease,
             )
         )
 
