@@ -49,7 +49,6 @@ from stream.settings import Settings
 from stream.silence_store import CachedSilences, RedisSilenceStore, rule_owner
 from stream.slack_interactions import PATH as SLACK_INTERACTIONS_PATH
 from stream.slack_interactions import build_interactions
-from stream.slack_message_refs import RedisMessageRefs
 from stream.state_guard import build_state_guard
 from stream.windows.store import RedisWindowStore
 
@@ -84,8 +83,8 @@ def build_notifiers(
     """With ``routes``: one notifier per receiver of the file, named after it (the registry in
     :mod:`alerts.receivers` builds each); raises :class:`~alerts.receivers.MissingSecret` for an unset
     secret. Without: the notifiers the settings configure, each named after its kind."""
+    resources = WorkerReceiverResources(settings, kafka_topic=kafka_topic)
     if routes is not None:
-        resources = WorkerReceiverResources(settings, kafka_topic=kafka_topic)
         return [build_receiver(receiver, resources) for receiver in routes.receivers]
     notifiers: list[Notifier] = [LogNotifier()]
     if settings.slack_webhook_url is not None:
@@ -99,18 +98,15 @@ def build_notifiers(
     if settings.webhook_url is not None:
         notifiers.append(WebhookNotifier(settings.webhook_url, secret=settings.webhook_secret))
     if settings.slack_bot_token is not None and settings.slack_channel is not None:
-        # Its own lazily connecting client: building the notifiers opens no connection.
-        refs_redis = redis_client(settings, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
-        refs = RedisMessageRefs(refs_redis, receiver="slack_web", ttl=settings.idle_ttl)
         notifiers.append(
             SlackWebApiNotifier(
                 settings.slack_bot_token,
                 settings.slack_channel,
-                refs,
+                resources.message_refs("slack_web"),  # its own lazily connecting client, as a routed receiver's
                 name="slack_web",
-                messages_per_second=settings.slack_messages_per_second,
-                buttons=settings.slack_signing_secret is not None,  # only with the endpoint that answers them
-                links=settings.alert_links,
+                messages_per_second=resources.messages_per_second,
+                buttons=resources.slack_buttons,  # only with the endpoint that answers them
+                links=resources.alert_links,
             )
         )
     return notifiers
