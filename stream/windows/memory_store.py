@@ -35,10 +35,8 @@ from stream.windows import keys
 from stream.windows.memory import MemoryWindows
 from stream.windows.store import OpenAlert, WindowPolicy, WindowUpdate, _digest
 
-"""``a:<rule>`` as claim.lua and published.lua match it (Lua's ``.`` also matches a newline)."""
-_OPEN_CLAIM = re.compile(r"^(\d+)\|([^|]*)\|([01])\|")
-"""``a:<rule>`` as resolve.lua matches it (the episode is not read)."""
 _RESOLVED = re.compile(r"^([^|]*)\|([01])$")
+"""``r:<rule>`` as resolve.lua matches it: the resolved claim's key, and whether the resolution was published."""
 
 
 class MemoryStore:
@@ -121,19 +119,20 @@ class MemoryStore:
             return []
         ledger, t, out = self._ledger(customer_id), epoch_ms(at), []
         for rule in rule_ids:
-            claim = _OPEN_CLAIM.match(ledger.get(f"a:{rule}", ""))
-            if claim is None:
+            try:
+                claim = ClaimRecord.parse(ledger.get(f"a:{rule}", ""))
+            except ValueError:  # no claim (resolve.lua skips one it cannot match, too)
                 continue
-            fired, key, published = claim.groups()
-            if published != "1" or not int(fired) < t:
+            if not claim.published or not claim.fired_ms < t:
                 continue
+            key = claim.key
             resolved = _RESOLVED.match(ledger.get(f"r:{rule}", ""))
             resolved_key, confirmed = resolved.groups() if resolved else (None, None)
             if resolved_key != key:
                 ledger[f"r:{rule}"] = f"{key}|0"
-                out.append(OpenAlert(rule, key, from_epoch_ms(int(fired))))
+                out.append(OpenAlert(rule, key, from_epoch_ms(claim.fired_ms)))
             elif confirmed == "0":
-                out.append(OpenAlert(rule, key, from_epoch_ms(int(fired))))
+                out.append(OpenAlert(rule, key, from_epoch_ms(claim.fired_ms)))
         return out
 
     async def resolve_open_alerts_many(
