@@ -174,6 +174,7 @@ def build_app(
         topic_replication_factor=settings.topic_replicas,
     )
     topics = settings.topics
+    metrics.assigned_partitions.set_function(lambda: len(_owned_partitions(app, topics.purchases)))
     events_topic = _raw_topic(app, *topics.events)
     alerts_topic = _raw_topic(app, topics.alerts)
     dead_letter_sink = KafkaDeadLetterSink(_raw_topic(app, topics.deadletter), max_bytes=settings.deadletter_max_bytes)

@@ -217,6 +217,12 @@ class Metrics:
             "(epoch marker gone); 0 otherwise. See churnwatch state accept-loss.",
             registry=registry,
         )
+        self.assigned_partitions = Gauge(
+            "churnwatch_assigned_partitions",
+            "Input partitions (of each co-partitioned event topic) this worker owns now; 0 while it has "
+            "not joined the consumer group or is rebalancing. Summed over workers: the topic's partitions.",
+            registry=registry,
+        )
         self.state_losses = Counter(
             "churnwatch_state_losses_total",
             "Times this worker found Redis emptied behind the consumer group's committed offsets.",

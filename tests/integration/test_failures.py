@@ -46,6 +46,10 @@ def traffic(customers: int, fading_every: int) -> tuple[list[EventBase], dict[st
     return events, purchases, fading
 
 
+def _gauge(metrics_text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics_text.splitlines() if line.startswith(name + " "))
+
+
 def wait_for(predicate: object, what: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():  # type: ignore[operator]
@@ -189,9 +193,17 @@ async def test_a_second_worker_joining_mid_backlog_takes_partitions_without_loss
             return [state_from_hash(c, redis.hgetall(keys.customer_state(c))) for c in purchases]
 
         with running_worker(deployment.stack, env=deployment.env, output=tmp_path / "second.log") as second:
+            # Healthy is not yet a member of the group: the second wave goes out once the newcomer owns
+            # partitions, so some of it is surely its to read (CI once saw the first worker read it all).
+            wait_for(lambda: _gauge(second.get("/metrics"), "churnwatch_assigned_partitions") > 0, "an assignment")
             await produce_events(deployment.stack.kafka_bootstrap, topics, second_wave)
             wait_for(lambda: all(s.watermark is not None and s.watermark >= NOW for s in states()), "the rest", 180)
             time.sleep(1)
+            owned = (
+                deployment.metric("churnwatch_assigned_partitions"),
+                _gauge(second.get("/metrics"), "churnwatch_assigned_partitions"),
+            )
+            assert sum(owned) == 4 and min(owned) > 0, owned  # the four partitions of each topic, split
             second_did = sum(
                 float(line.rsplit(" ", 1)[1])
                 for line in second.get("/metrics").splitlines()
