@@ -82,13 +82,12 @@ def decode_event(
         return Rejection(RejectReason.TOMBSTONE, "null value (a tombstone): an event must have a JSON value")
     if len(raw) > policy.max_message_bytes:
         return Rejection(RejectReason.TOO_LARGE, f"message is {len(raw)} bytes, limit {policy.max_message_bytes}")
-    payload = _parse_json(raw)
-    if isinstance(payload, Rejection):
-        return payload
-    try:
-        event = EVENT_MODELS[stream_kind].model_validate(payload)
-    except ValidationError as exc:
-        return Rejection(RejectReason.SCHEMA, _summarise(exc))
+    event = _read_straight(stream_kind, raw)
+    if event is None:
+        checked = decode_payload(stream_kind, raw)
+        if isinstance(checked, Rejection):
+            return checked
+        event = checked
     if key != event.customer_id.encode():
         return Rejection(RejectReason.KEY_MISMATCH, _key_mismatch(key, event.customer_id))
     if event.occurred_at < EARLIEST_EVENT_TIME:
@@ -107,6 +106,37 @@ def decode_event(
             f"currency {event.currency} is not the configured {policy.currency}; spend is summed in one currency",
         )
     return event
+
+
+def decode_payload(stream_kind: str, raw: bytes) -> EventBase | Rejection:
+    """The message's JSON, bounded, then its schema: the reference reading of every message, and
+    the one that names what is wrong with one."""
+    payload = _parse_json(raw)
+    if isinstance(payload, Rejection):
+        return payload
+    try:
+        return EVENT_MODELS[stream_kind].model_validate(payload)
+    except ValidationError as exc:
+        return Rejection(RejectReason.SCHEMA, _summarise(exc))
+
+
+_READ_STRAIGHT_FROM_BYTES = {kind: EVENT_MODELS[kind] for kind in ("interaction", "feedback")}
+"""The models pydantic-core reads from the bytes (its own JSON parser) to the same event as
+:func:`decode_payload`, at twice its speed. A message read that way has nothing for the bounds to
+refuse: it is a flat object of the model's fields (extra fields are refused), the only number is a
+survey score in range, and the parser takes UTF-8 only, without NaN. Purchases are not among them:
+there the JSON amount would reach its validator as a float (``19.99999999999999999`` as 20).
+A message this way refuses is read again by :func:`decode_payload`, which says why."""
+
+
+def _read_straight(stream_kind: str, raw: bytes) -> EventBase | None:
+    model = _READ_STRAIGHT_FROM_BYTES.get(stream_kind)
+    if model is None:
+        return None
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError:
+        return None
 
 
 class _Unbounded(ValueError):

@@ -12,12 +12,13 @@ or ``2.0`` a score of 2, ``"1_000"`` an amount of 1000, and an epoch number an e
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -59,7 +60,16 @@ def _amount_input(value: object) -> object:
     return value
 
 
-EventTime = Annotated[AwareDatetime, BeforeValidator(_iso_date_time_text)]
+def _in_utc(value: datetime) -> datetime:
+    """The same instant in UTC: with pydantic's own timezone object, every later comparison or epoch
+    conversion of an event time calls back into it (1.6 µs, against 0.06 µs in UTC)."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01 with a positive offset: kept, for the range check to refuse
+        return value
+
+
+EventTime = Annotated[AwareDatetime, BeforeValidator(_iso_date_time_text), AfterValidator(_in_utc)]
 
 Amount = Annotated[
     Decimal,

@@ -8,10 +8,12 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
+from unittest.mock import patch
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from stream import decoding
 from stream.decoding import DecodePolicy, Rejection, RejectReason, decode_event
 from stream.events import (
     EVENT_MODELS,
@@ -237,3 +239,47 @@ def test_any_other_key_is_a_key_mismatch(event: EventBase, key: bytes | None) ->
         assert decoded == event
     else:
         assert isinstance(decoded, Rejection) and decoded.reason is RejectReason.KEY_MISMATCH
+
+
+# --- the straight read from bytes (pydantic-core's parser) gives what the bounded reading gives
+
+
+def read_by_the_reference(kind: str, key: bytes | None, raw: bytes | None) -> EventBase | Rejection:
+    with patch.dict(decoding._READ_STRAIGHT_FROM_BYTES, clear=True):
+        return decode_event(kind, key, raw, now=NOW, policy=POLICY)
+
+
+def assert_read_as_the_reference_reads(kind: str, key: bytes | None, raw: bytes | None) -> None:
+    straight = decode_event(kind, key, raw, now=NOW, policy=POLICY)
+    reference = read_by_the_reference(kind, key, raw)
+    assert straight == reference
+    if not isinstance(straight, Rejection):  # the same values, and of the same types
+        assert straight.model_dump() == reference.model_dump()
+        assert [type(v) for v in vars(straight).values()] == [type(v) for v in vars(reference).values()]
+
+
+@PROPERTY
+@given(json_shaped())
+@example(("feedback", b"c1", json.dumps({**FEEDBACK, "score": "x"}).encode()[:-1] + b', "score": 3}'))
+@example(("feedback", b"c1", b"\xef\xbb\xbf" + json.dumps(FEEDBACK).encode()))  # a UTF-8 byte order mark
+@example(("purchase", b"c1", json.dumps({**PURCHASE, "amount": 1.5}).replace("1.5", "19.99999999999999999").encode()))
+@example(("feedback", b"c1", json.dumps({**FEEDBACK, "comment": "\ud800"}).encode()))  # a lone surrogate
+@example(("interaction", b"c1", json.dumps({**BASE["interaction"], "channel": "a\tb"}, ensure_ascii=False).encode()))
+def test_json_shaped_input_reads_straight_as_the_reference_reads(message: tuple[str, bytes | None, bytes]) -> None:
+    assert_read_as_the_reference_reads(*message)
+
+
+@PROPERTY
+@given(kind=KINDS, key=st.none() | st.binary(max_size=40), raw=st.none() | st.binary(max_size=400))
+def test_any_bytes_read_straight_as_the_reference_reads(kind: str, key: bytes | None, raw: bytes | None) -> None:
+    assert_read_as_the_reference_reads(kind, key, raw)
+
+
+@PROPERTY
+@given(valid_events(), st.booleans(), st.sampled_from([(",", ":"), (", ", ": "), (" ,\n", " :\t")]))
+def test_valid_events_in_any_json_spelling_read_straight_as_the_reference_reads(
+    event: EventBase, ascii_only: bool, separators: tuple[str, str]
+) -> None:
+    fields = json.loads(event.model_dump_json())
+    raw = json.dumps(fields, ensure_ascii=ascii_only, separators=separators).encode()
+    assert_read_as_the_reference_reads(type_kind(event), event.customer_id.encode(), raw)
