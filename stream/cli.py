@@ -68,6 +68,7 @@ def worker(rules_dir: Path | None, loglevel: str) -> None:
     """Run the stream worker (settings from CHURNWATCH_* environment variables)."""
     from stream.app import build_app
     from stream.connections import describe_kafka, describe_redis
+    from stream.gc_tuning import tune_garbage_collector
     from stream.lifecycle import BoundedWorker, exit_with_parent
     from stream.topics import ensure_topics
 
@@ -87,6 +88,7 @@ def worker(rules_dir: Path | None, loglevel: str) -> None:
         + f"metrics http://{settings.web_host}:{settings.web_port}/metrics"
     )
     bound = settings.shutdown_timeout.total_seconds()
+    tune_garbage_collector()  # last: what was built so far is frozen
     BoundedWorker(built.app, loglevel=loglevel, quiet=True, shutdown_timeout=bound).execute_from_commandline()
 
 
