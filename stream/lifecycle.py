@@ -80,6 +80,13 @@ class BoundedWorker(faust.Worker):
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._arm_deadline)
 
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        """No terminal spinner: faust's spins on every log record, so it sets the root logger to DEBUG,
+        and every debug call of aiokafka, faust and redis-py then built a record that no handler
+        wrote (6 % of the worker's CPU with live traffic, by py-spy). The root keeps ``--loglevel``."""
+        self.spinner = None
+        super().on_setup_root_logger(logger, level)
+
     def _arm_deadline(self, signum: int, frame: FrameType | None) -> None:
         self.deadline.arm()
 
