@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class ClaimOutcome(StrEnum):
@@ -45,6 +47,27 @@ class Claim:
     key: str
     """Identifies the claim (a digest of the event that made it): the alert's id derives from it, so
     an alert published again after a crash keeps its id and sinks can drop the copy."""
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """One finding's claim on its customer's ledger for ``rule_id`` (a ledger id: a shadow rule has its
+    own), at the finding's time, keyed by the event that triggered it."""
+
+    customer_id: str
+    rule_id: str
+    at: datetime
+    cooldown: timedelta
+    event_id: str
+    episode: str | None
+
+
+class PublishedClaim(NamedTuple):
+    """A claim whose alert reached the alerts topic (or a shadow rule's, settled at once): to confirm."""
+
+    customer_id: str
+    rule_id: str
+    claim_key: str
 
 
 _RECORD = re.compile(r"^(\d+)\|([^|]*)\|([01])\|(.*)$", re.DOTALL)

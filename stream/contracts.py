@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
-from alerts.cooldown import Claim
+from alerts.cooldown import Claim, ClaimRequest, PublishedClaim
 from alerts.model import Alert
 from rules.state import CustomerState
 from stream.events import EventBase
@@ -36,18 +36,12 @@ class WindowStore(Protocol):
         """Each customer's state, in the order asked (one round trip); a state that cannot be decoded
         comes back as its error, so one customer's broken state stays theirs."""
 
-    async def claim_alert(
-        self,
-        *,
-        customer_id: str,
-        rule_id: str,
-        at: datetime,
-        cooldown: timedelta,
-        event_id: str,
-        episode: str | None,
-    ) -> Claim: ...
+    async def claim_alerts(self, requests: Sequence[ClaimRequest]) -> list[Claim | Exception]:
+        """Each request's claim (:func:`alerts.cooldown.decide_claim`, atomic per customer), in order,
+        in one round trip; one that fails comes back as its error."""
 
-    async def confirm_published(self, *, customer_id: str, rule_id: str, claim_key: str) -> None: ...
+    async def confirm_published_many(self, claims: Sequence[PublishedClaim]) -> None:
+        """Mark each claim's alert published (only a claim still standing under its key); one round trip."""
 
     async def resolve_open_alerts_many(
         self, returns: Sequence[tuple[str, datetime, Sequence[str]]]

@@ -36,12 +36,13 @@ from typing import Any, NamedTuple, TypeVar
 
 from prometheus_client import Counter, Histogram
 
-from alerts.model import Alert, ledger_id
+from alerts.model import Alert
 from rules.base import EvidenceValue, Finding, Mode, RuleBase
 from rules.context import EvaluationContext
 from rules.evaluation import customer_context, findings_in, next_due_in
 from rules.ruleset import RuleSet
 from rules.state import CustomerState, epoch_ms
+from stream.alert_claims import AlertClaims
 from stream.contracts import AlertPublisher, DeadLetterSink, SourceRecord, WindowStore
 from stream.decoding import DecodePolicy, Rejection, decode_event
 from stream.due_index import DueIndex
@@ -84,6 +85,17 @@ class _RulesOf(NamedTuple):
     """``rule_evaluations`` of each enabled rule."""
     resolvers: dict[tuple[str, str | None], dict[str, RuleBase]]
     """(activity, interaction kind) -> the active rules an event of it resolves, by id (filled as met)."""
+
+
+Judgement = tuple[Trigger, datetime, Callable[[], CustomerState]]
+"""A customer to judge, at which moment, and their state (decoded, or raising, when called)."""
+
+
+def _given(state: CustomerState | Exception) -> CustomerState:
+    """A state read for a judgement, or the error reading it gave (raised as the judgement's)."""
+    if isinstance(state, Exception):
+        raise state
+    return state
 
 
 Decoded = EventBase | Rejection | Exception
@@ -169,6 +181,7 @@ class EventProcessor:
         self._judged_by: _RulesOf | None = None
         """The enabled rules of the last rule set seen, and what is derived from them (see :meth:`_enabled`)."""
         self._topic_children: dict[tuple[str, str], _TopicChildren] = {}
+        self._alert_claims = AlertClaims(store, publisher, metrics, clock=clock, retrying=self._retrying)
 
     async def process(self, record: SourceRecord) -> UpdateOutcome | None:
         """Handle one record: a batch of one (see :meth:`process_batch`)."""
@@ -270,9 +283,18 @@ class EventProcessor:
                 returns.append((event, record.topic))
         await self._resolve_returns(returns, {cid: update for cid, (_, _, update) in counted.items()})
         waiting: list[tuple[Trigger, datetime]] = []
+        judged: list[Judgement] = []
         for customer_id, (record, event, update) in counted.items():
             trigger = Trigger(customer_id, event.event_id, record.topic, record.partition)
-            await self._evaluate_or_queue(trigger, update, waiting)
+            self._judge_now_or_queue(trigger, update, judged, waiting)
+        failed = await self._judge_all(judged)
+        for trigger, _, _ in judged:  # their events counted either way; the partition goes on
+            if (error := failed.get(trigger.customer_id)) is not None:
+                await self._retrying(
+                    "quarantine", partial(self._quarantine.failed, trigger.customer_id, "event", error)
+                )
+            else:
+                self._quarantine.succeeded(trigger.customer_id)
         if waiting:
             await self._retrying("queue", partial(self._queue.add, waiting))
         for partition in sorted({record.partition for record in records}):
@@ -313,10 +335,15 @@ class EventProcessor:
             judged_by = self._judged_by = _RulesOf(rule_set, enabled, counters, {})
         return judged_by
 
-    async def _evaluate_or_queue(
-        self, trigger: Trigger, update: WindowUpdate, waiting: list[tuple[Trigger, datetime]]
+    def _judge_now_or_queue(
+        self,
+        trigger: Trigger,
+        update: WindowUpdate,
+        judged: list[Judgement],
+        waiting: list[tuple[Trigger, datetime]],
     ) -> None:
-        """Judge the customer now, or append them to ``waiting`` (queued by the caller, for the batch)."""
+        """Append the customer to ``judged`` (judged with the batch's others) or to ``waiting``
+        (queued by the caller, for the batch)."""
         if self._quarantine.holds(trigger.customer_id):
             return
         watermark = update.watermark
@@ -325,12 +352,26 @@ class EventProcessor:
         if self._queue.must_wait(trigger, watermark):
             waiting.append((trigger, watermark))
             return
-        try:
-            await self._judge(trigger, watermark, update.state)  # decoded only now
-        except Exception as exc:  # this customer's failure: their event counted, the partition goes on
-            await self._retrying("quarantine", partial(self._quarantine.failed, trigger.customer_id, "event", exc))
-        else:
-            self._quarantine.succeeded(trigger.customer_id)
+        judged.append((trigger, watermark, lambda: update.state))  # decoded only when judged
+
+    async def _judge_all(self, judgements: Sequence[Judgement]) -> dict[str, Exception]:
+        """Judge each customer at its moment, then claim and publish what fired for all of them
+        together (:mod:`stream.alert_claims`); return the customers whose judgement or alerts failed,
+        with the error. A failed customer's due moment is not written: a due scan's lease on them
+        stays, so they are judged again once it runs out."""
+        failed: dict[str, Exception] = {}
+        found: list[tuple[Finding, Trigger]] = []
+        for trigger, now, state in judgements:
+            try:
+                found += self._judge(trigger, now, state())
+            except Exception as exc:  # this customer's failure: the others go on
+                failed[trigger.customer_id] = exc
+        for customer_id, error in (await self._alert_claims.alert(found)).items():
+            failed.setdefault(customer_id, error)
+        for trigger, _, _ in judgements:
+            if trigger.customer_id in failed:
+                self._due_moments.pop((trigger.partition, trigger.customer_id), None)
+        return failed
 
     def _resolvers(self, event: EventBase, topic: str) -> dict[str, RuleBase]:
         """The active rules an event of this topic (and interaction kind) resolves, by id."""
@@ -432,16 +473,19 @@ class EventProcessor:
             for waiting in due:
                 self._queue.put_back(waiting)
             raise
+        failed: dict[str, Exception] = {}
+        judged: list[Judgement] = []
         for waiting, state in zip(due, states, strict=True):
+            if isinstance(state, Exception):  # unreadable: this customer's failure
+                failed[waiting.trigger.customer_id] = state
+            elif state.watermark is not None:  # None: forgotten (idle ttl), nothing to judge
+                judged.append((waiting.trigger, state.watermark, partial(_given, state)))
+        failed |= await self._judge_all(judged)
+        for waiting in due:
             trigger = waiting.trigger
-            try:
-                if isinstance(state, Exception):
-                    raise state
-                if state.watermark is not None:
-                    await self._judge(trigger, state.watermark, state)
-            except Exception as exc:
-                failed = partial(self._quarantine.failed, trigger.customer_id, "deferred", exc)
-                if not await self._retrying("quarantine", failed):
+            if (error := failed.get(trigger.customer_id)) is not None:
+                quarantined = partial(self._quarantine.failed, trigger.customer_id, "deferred", error)
+                if not await self._retrying("quarantine", quarantined):
                     self._queue.put_back(waiting)
                     continue
             else:
@@ -479,29 +523,30 @@ class EventProcessor:
             self._due_moments[partition, customer_id] = None
         judged = [c for c in customer_ids if not self._quarantine.holds(c)]
         states = await self._retrying("read", partial(self._store.read_many, judged))
+        judgements: list[Judgement] = []
         for customer_id, state in zip(judged, states, strict=True):
-            try:
-                if isinstance(state, Exception):
-                    raise state
-                if state.watermark is None:  # forgotten (idle ttl): nothing left to judge
-                    self._due_moments[partition, customer_id] = None
-                    continue
-                trigger = Trigger(customer_id, f"due@{epoch_ms(now)}", DUE_TRIGGER, partition)
-                await self._judge(trigger, now, state)
-            except Exception as exc:
-                await self._retrying("quarantine", partial(self._quarantine.failed, customer_id, "due", exc))
+            if not isinstance(state, Exception) and state.watermark is None:  # forgotten (idle ttl)
+                self._due_moments[partition, customer_id] = None
+                continue
+            trigger = Trigger(customer_id, f"due@{epoch_ms(now)}", DUE_TRIGGER, partition)
+            judgements.append((trigger, now, partial(_given, state)))
+        failed = await self._judge_all(judgements)
+        for trigger, _, _ in judgements:
+            if (error := failed.get(trigger.customer_id)) is not None:
+                await self._retrying("quarantine", partial(self._quarantine.failed, trigger.customer_id, "due", error))
             else:
-                self._quarantine.succeeded(customer_id)
+                self._quarantine.succeeded(trigger.customer_id)
 
-    async def _judge(self, trigger: Trigger, now: datetime, state: CustomerState) -> None:
-        """Alert on what fires at ``now``, then note when the customer must next be judged (written
-        with the batch's or scan's others by :meth:`_write_due_moments`); both halves in one context,
-        so what the rules derive from the state is derived once."""
+    def _judge(self, trigger: Trigger, now: datetime, state: CustomerState) -> list[tuple[Finding, Trigger]]:
+        """What fires at ``now`` (to claim and publish, with the others judged alongside), and when
+        the customer must next be judged (written with the others by :meth:`_write_due_moments`);
+        both halves in one context, so what the rules derive from the state is derived once."""
         ctx = EvaluationContext(state, now)
-        await self._alert(trigger, ctx)
+        found = self._findings(trigger, ctx)
         on_rule_error = partial(self._rule_failed, trigger.customer_id)
         due = next_due_in(self._enabled().rules, ctx, on_rule_error=on_rule_error)
         self._due_moments[trigger.partition, trigger.customer_id] = due
+        return found
 
     async def _write_due_moments(self) -> None:
         """One round trip for every due moment noted since the last call. Before a batch is acked or a
@@ -522,64 +567,19 @@ class EventProcessor:
             exc_info=error if first else None,
         )  # fmt: skip
 
-    async def _alert(self, trigger: Trigger, ctx: EvaluationContext) -> None:
+    def _findings(self, trigger: Trigger, ctx: EvaluationContext) -> list[tuple[Finding, Trigger]]:
         judged_by = self._enabled()
         for counter in judged_by.evaluation_counters:
             counter.inc()
         stale = self._alert_max_lag is not None and self._clock() - ctx.now > self._alert_max_lag
         on_rule_error = partial(self._rule_failed, trigger.customer_id)
+        found = []
         for finding in findings_in(judged_by.rules, ctx, on_rule_error=on_rule_error):
             if stale:
                 self._metrics.alerts_suppressed.labels(rule=finding.rule_id, reason="stale").inc()
             else:
-                await self._claim_and_publish(finding, trigger)
-
-    async def _claim_and_publish(self, finding: Finding, trigger: Trigger) -> None:
-        shadow = finding.mode is Mode.SHADOW
-        ledger = ledger_id(finding.rule_id, finding.mode)
-        claim = await self._retrying(
-            "claim",
-            lambda: self._store.claim_alert(
-                customer_id=finding.customer_id,
-                rule_id=ledger,
-                at=finding.evaluated_at,
-                cooldown=finding.cooldown,
-                event_id=trigger.event_id,
-                episode=finding.episode,
-            ),
-        )
-        if not claim.outcome.should_send:
-            self._metrics.alerts_suppressed.labels(rule=finding.rule_id, reason=claim.outcome.value).inc()
-            return
-        if shadow:  # nothing to publish: the claim is settled at once
-            await self._retrying(
-                "confirm",
-                lambda: self._store.confirm_published(
-                    customer_id=finding.customer_id, rule_id=ledger, claim_key=claim.key
-                ),
-            )
-            self._metrics.alerts_fired.labels(
-                rule=finding.rule_id, severity=finding.severity.value, mode="shadow"
-            ).inc()
-            log.info(
-                "shadow rule %s would alert customer %s: %s", finding.rule_id, finding.customer_id, finding.message
-            )
-            return
-        alert = Alert.from_finding(
-            finding,
-            claim_key=claim.key,
-            trigger_event_id=trigger.event_id,
-            trigger_topic=trigger.topic,
-            detected_at=self._clock(),
-        )
-        await self._retrying("publish", lambda: self._publisher.publish(alert), retry_on=_PUBLISH_ERRORS)
-        await self._retrying(
-            "confirm",
-            lambda: self._store.confirm_published(
-                customer_id=finding.customer_id, rule_id=finding.rule_id, claim_key=claim.key
-            ),
-        )
-        self._metrics.alerts_fired.labels(rule=finding.rule_id, severity=finding.severity.value, mode="active").inc()
+                found.append((finding, trigger))
+        return found
 
     async def _retrying(
         self,

@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from alerts.cooldown import Claim, ClaimRecord, decide_claim
+from alerts.cooldown import Claim, ClaimRecord, ClaimRequest, PublishedClaim, decide_claim
 from rules.state import CustomerState, epoch_ms, from_epoch_ms
 from stream.due_index import DueMoments
 from stream.evaluation_queue import Trigger
@@ -103,6 +103,24 @@ class MemoryStore:
             ledger[field] = str(record)
         return claim
 
+    async def claim_alerts(self, requests: Sequence[ClaimRequest]) -> list[Claim | Exception]:
+        claims: list[Claim | Exception] = []
+        for r in requests:
+            try:
+                claims.append(
+                    await self.claim_alert(
+                        customer_id=r.customer_id,
+                        rule_id=r.rule_id,
+                        at=r.at,
+                        cooldown=r.cooldown,
+                        event_id=r.event_id,
+                        episode=r.episode,
+                    )
+                )
+            except Exception as exc:  # as the Redis store: one customer's broken ledger is theirs
+                claims.append(exc)
+        return claims
+
     async def confirm_published(self, *, customer_id: str, rule_id: str, claim_key: str) -> None:
         """published.lua: only the claim still standing under ``claim_key`` is marked."""
         ledger, field = self._ledger(customer_id), f"a:{rule_id}"
@@ -112,6 +130,10 @@ class MemoryStore:
             return
         if record.key == claim_key:
             ledger[field] = str(dataclasses.replace(record, published=True))
+
+    async def confirm_published_many(self, claims: Sequence[PublishedClaim]) -> None:
+        for c in claims:
+            await self.confirm_published(customer_id=c.customer_id, rule_id=c.rule_id, claim_key=c.claim_key)
 
     async def resolve_open_alerts(self, customer_id: str, at: datetime, rule_ids: Sequence[str]) -> list[OpenAlert]:
         """resolve.lua: published claims made before ``at`` whose resolution is not yet confirmed."""

@@ -19,7 +19,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from alerts.cooldown import Claim, ClaimOutcome
+from alerts.cooldown import Claim, ClaimOutcome, ClaimRequest, PublishedClaim
 from rules.state import CustomerState, epoch_ms, from_epoch_ms
 from stream.events import EventBase, FeedbackEvent, InteractionEvent, PurchaseEvent
 from stream.windows import keys
@@ -177,21 +177,39 @@ class RedisWindowStore:
         event_id: str,
         episode: str | None,
     ) -> Claim:
-        reply = await self._claim(
-            keys=[keys.customer_state(customer_id)],
-            args=[
-                rule_id,
-                epoch_ms(at),
-                int(cooldown.total_seconds() * 1000),
-                _digest(event_id),
-                episode or "",
-            ],
-        )
-        outcome, key = reply
-        return Claim(ClaimOutcome(as_text(outcome)), as_text(key))
+        request = ClaimRequest(customer_id, rule_id, at, cooldown, event_id, episode)
+        (claim,) = await self.claim_alerts([request])
+        if isinstance(claim, Exception):
+            raise claim
+        return claim
+
+    async def claim_alerts(self, requests: Sequence[ClaimRequest]) -> list[Claim | Exception]:
+        """Each request's claim (``claim.lua``), in order, in one pipelined round trip; a claim the
+        script fails on (an unreadable ledger field) comes back as its error, the customer's alone."""
+        if not requests:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for r in requests:
+            cooldown_ms = int(r.cooldown.total_seconds() * 1000)
+            args: list[str | int] = [r.rule_id, epoch_ms(r.at), cooldown_ms, _digest(r.event_id), r.episode or ""]
+            await self._claim(keys=[keys.customer_state(r.customer_id)], args=args, client=pipe)
+        replies = await pipe.execute(raise_on_error=False)
+        return [
+            reply if isinstance(reply, Exception) else Claim(ClaimOutcome(as_text(reply[0])), as_text(reply[1]))
+            for reply in replies
+        ]
 
     async def confirm_published(self, *, customer_id: str, rule_id: str, claim_key: str) -> None:
-        await self._published(keys=[keys.customer_state(customer_id)], args=[rule_id, claim_key])
+        await self.confirm_published_many([PublishedClaim(customer_id, rule_id, claim_key)])
+
+    async def confirm_published_many(self, claims: Sequence[PublishedClaim]) -> None:
+        """Mark each claim published (``published.lua``: only the claim still standing under its key),
+        in one pipelined round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        for c in claims:
+            await self._published(keys=[keys.customer_state(c.customer_id)], args=[c.rule_id, c.claim_key], client=pipe)
+        if claims:
+            await pipe.execute()
 
     async def resolve_open_alerts(self, customer_id: str, at: datetime, rule_ids: Sequence[str]) -> list[OpenAlert]:
         """Mark the customer's open alerts of ``rule_ids`` made before ``at`` resolved (pending until

@@ -345,6 +345,41 @@ async def test_without_a_delay_a_failing_evaluation_does_not_dead_letter_the_eve
     assert {a.customer_id for a in harness.publisher.alerts} == {good}
 
 
+async def test_a_batch_claims_in_one_round_trip_and_an_unreadable_claim_fails_only_its_customer(
+    harness: Harness, redis: Redis
+) -> None:
+    """Every finding of a batch is claimed in one call and confirmed in one; a ledger field claim.lua
+    cannot read fails that customer's alert alone (counted, their events applied), and the other
+    customers are alerted, once."""
+    customers = [fading_customer() for _ in range(4)]
+    bad = customers[0][0]
+    await redis.hset(keys.customer_state(bad), "a:purchase-overdue", "not a claim")
+    store = harness.processor._store  # type: ignore[attr-defined]
+    calls: list[str] = []
+    claim_alerts, confirm_many = store.claim_alerts, store.confirm_published_many
+
+    async def counted_claims(requests: object) -> object:
+        calls.append("claim")
+        return await claim_alerts(requests)
+
+    async def counted_confirms(claims: object) -> None:
+        calls.append("confirm")
+        await confirm_many(claims)
+
+    store.claim_alerts, store.confirm_published_many = counted_claims, counted_confirms
+    records = [harness.record(e) for _, events in customers for e in events]
+    outcomes = await harness.processor.process_batch(records)
+
+    assert set(outcomes) == {UpdateOutcome.OK} and harness.dead.records == []
+    assert calls == ["claim", "confirm"]
+    assert sorted(a.customer_id for a in harness.publisher.alerts) == sorted(cid for cid, _ in customers[1:])
+    assert errors(harness, "event") == 1
+    await harness.processor.process_batch(
+        [harness.record(interaction(cid, NOW + timedelta(minutes=1))) for cid, _ in customers]
+    )
+    assert len(harness.publisher.alerts) == 3  # confirmed: not sent again
+
+
 async def test_waiting_evaluations_of_another_app_id_are_not_this_workers(redis: Redis) -> None:
     lagging = InputProgress(("p", "i", "f"), tolerance=timedelta(minutes=10), highwater=lambda t, _: 10_000)
     cid = unique_customer("other-app")
