@@ -85,41 +85,35 @@ class MemoryStore:
         event_id: str,
         episode: str | None,
     ) -> Claim:
+        return self._claim(ClaimRequest(customer_id, rule_id, at, cooldown, event_id, episode))
+
+    async def claim_alerts(self, requests: Sequence[ClaimRequest]) -> list[Claim | Exception]:
+        claims: list[Claim | Exception] = []
+        for request in requests:
+            try:
+                claims.append(self._claim(request))
+            except Exception as exc:  # as the Redis store: one customer's broken ledger is theirs
+                claims.append(exc)
+        return claims
+
+    def _claim(self, request: ClaimRequest) -> Claim:
         """claim.lua: see its header for the outcomes."""
-        ledger, field = self._ledger(customer_id), f"a:{rule_id}"
+        ledger, field = self._ledger(request.customer_id), f"a:{request.rule_id}"
         stored = ledger.get(field)
         try:
             previous = None if stored is None else ClaimRecord.parse(stored)
         except ValueError as exc:
-            raise ValueError(f"{field} of customer {customer_id!r}: {exc}") from None
+            raise ValueError(f"{field} of customer {request.customer_id!r}: {exc}") from None
         claim, record = decide_claim(
             previous,
-            now_ms=epoch_ms(at),
-            key=_digest(event_id),
-            cooldown_ms=int(cooldown.total_seconds() * 1000),
-            episode=episode or "",
+            now_ms=epoch_ms(request.at),
+            key=_digest(request.event_id),
+            cooldown_ms=int(request.cooldown.total_seconds() * 1000),
+            episode=request.episode or "",
         )
         if record is not None:
             ledger[field] = str(record)
         return claim
-
-    async def claim_alerts(self, requests: Sequence[ClaimRequest]) -> list[Claim | Exception]:
-        claims: list[Claim | Exception] = []
-        for r in requests:
-            try:
-                claims.append(
-                    await self.claim_alert(
-                        customer_id=r.customer_id,
-                        rule_id=r.rule_id,
-                        at=r.at,
-                        cooldown=r.cooldown,
-                        event_id=r.event_id,
-                        episode=r.episode,
-                    )
-                )
-            except Exception as exc:  # as the Redis store: one customer's broken ledger is theirs
-                claims.append(exc)
-        return claims
 
     async def confirm_published(self, *, customer_id: str, rule_id: str, claim_key: str) -> None:
         """published.lua: only the claim still standing under ``claim_key`` is marked."""
