@@ -287,14 +287,7 @@ class EventProcessor:
         for customer_id, (record, event, update) in counted.items():
             trigger = Trigger(customer_id, event.event_id, record.topic, record.partition)
             self._judge_now_or_queue(trigger, update, judged, waiting)
-        failed = await self._judge_all(judged)
-        for trigger, _, _ in judged:  # their events counted either way; the partition goes on
-            if (error := failed.get(trigger.customer_id)) is not None:
-                await self._retrying(
-                    "quarantine", partial(self._quarantine.failed, trigger.customer_id, "event", error)
-                )
-            else:
-                self._quarantine.succeeded(trigger.customer_id)
+        await self._count_outcomes(judged, await self._judge_all(judged), "event")  # their events counted either way
         if waiting:
             await self._retrying("queue", partial(self._queue.add, waiting))
         for partition in sorted({record.partition for record in records}):
@@ -372,6 +365,16 @@ class EventProcessor:
             if trigger.customer_id in failed:
                 self._due_moments.pop((trigger.partition, trigger.customer_id), None)
         return failed
+
+    async def _count_outcomes(
+        self, judgements: Sequence[Judgement], failed: Mapping[str, Exception], stage: str
+    ) -> None:
+        """Each judged customer's failure counted towards their quarantine, or their success noted."""
+        for trigger, _, _ in judgements:
+            if (error := failed.get(trigger.customer_id)) is not None:
+                await self._retrying("quarantine", partial(self._quarantine.failed, trigger.customer_id, stage, error))
+            else:
+                self._quarantine.succeeded(trigger.customer_id)
 
     def _resolvers(self, event: EventBase, topic: str) -> dict[str, RuleBase]:
         """The active rules an event of this topic (and interaction kind) resolves, by id."""
@@ -530,12 +533,7 @@ class EventProcessor:
                 continue
             trigger = Trigger(customer_id, f"due@{epoch_ms(now)}", DUE_TRIGGER, partition)
             judgements.append((trigger, now, partial(_given, state)))
-        failed = await self._judge_all(judgements)
-        for trigger, _, _ in judgements:
-            if (error := failed.get(trigger.customer_id)) is not None:
-                await self._retrying("quarantine", partial(self._quarantine.failed, trigger.customer_id, "due", error))
-            else:
-                self._quarantine.succeeded(trigger.customer_id)
+        await self._count_outcomes(judgements, await self._judge_all(judgements), "due")
 
     def _judge(self, trigger: Trigger, now: datetime, state: CustomerState) -> list[tuple[Finding, Trigger]]:
         """What fires at ``now`` (to claim and publish, with the others judged alongside), and when
