@@ -83,7 +83,7 @@ class BoundedWorker(faust.Worker):
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         """No terminal spinner: faust's spins on every log record, so it sets the root logger to DEBUG,
         and every debug call of aiokafka, faust and redis-py then built a record that no handler
-        wrote (6 % of the worker's CPU with live traffic, by py-spy). The root keeps ``--loglevel``."""
+        wrote (6 % of a core with live traffic, by py-spy). The root keeps ``--loglevel``."""
         self.spinner = None
         super().on_setup_root_logger(logger, level)
 
