@@ -33,6 +33,7 @@ from stream.localstack.redis_server import ensure_redis_server, redis_url, start
 from tests.events_factory import unique_customer
 from tests.integration.deployment import SLACK_PATH, WEBHOOK_PATH, Deployment, deploy
 from tests.integration.kafka_io import produce
+from tests.integration.waiting import wait_for
 
 ALERTS_PER_CASE = 6
 OUTAGE_SECONDS = 16.0
@@ -127,13 +128,6 @@ def received(deployment: Deployment, alerts: list[Alert]) -> tuple[Counter[str],
     return slack, hooks
 
 
-def wait_until(predicate: object, what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
 def retried(deployment: Deployment) -> float:
     """Redis or Kafka calls that failed and were retried, any operation."""
     lines = deployment.worker.get("/metrics").splitlines()
@@ -146,7 +140,7 @@ def assert_each_once(deployment: Deployment, alerts: list[Alert], timeout: float
         return len(slack) == len(alerts) and len(hooks) == len(alerts)
 
     try:
-        wait_until(all_in, "every alert to reach Slack and the webhook", timeout)
+        wait_for(all_in, "every alert to reach Slack and the webhook", timeout)
     finally:
         slack, hooks = received(deployment, alerts)
         print(f"slack: {len(slack)}/{len(alerts)} alerts {dict(slack)}; webhook: {len(hooks)}/{len(alerts)}")
@@ -164,7 +158,7 @@ async def test_alerts_queued_behind_the_rate_limit_survive_redis_paused(
     alerts = make_alerts("paused", ALERTS_PER_CASE)
     before = retried(deployment)
     await publish(deployment, alerts)
-    wait_until(lambda: len(received(deployment, alerts)[0]) >= 1, "the first alert to reach Slack", 30)
+    wait_for(lambda: len(received(deployment, alerts)[0]) >= 1, "the first alert to reach Slack", 30)
     os.kill(own_redis.pid, signal.SIGSTOP)
     try:
         time.sleep(OUTAGE_SECONDS)
@@ -183,7 +177,7 @@ async def test_alerts_queued_behind_the_rate_limit_survive_redis_killed_and_rest
     alerts = make_alerts("killed", ALERTS_PER_CASE)
     before = retried(deployment)
     await publish(deployment, alerts)
-    wait_until(lambda: len(received(deployment, alerts)[0]) >= 1, "the first alert to reach Slack", 30)
+    wait_for(lambda: len(received(deployment, alerts)[0]) >= 1, "the first alert to reach Slack", 30)
     own_redis.kill()
     time.sleep(4)
     own_redis.start()

@@ -40,6 +40,7 @@ from stream.windows import keys
 from tests.events_factory import unique_customer
 from tests.integration.deployment import SLACK_PATH, WEBHOOK_PATH, Deployment, deploy
 from tests.integration.kafka_io import produce
+from tests.integration.waiting import wait_for
 from tests.unit.http_receiver import Reply
 
 HOOKS = {"hook-a": WEBHOOK_PATH, "hook-b": SLACK_PATH}
@@ -94,13 +95,6 @@ def received(deployment: Deployment, alerts: list[Alert]) -> dict[str, Counter[s
     return counts
 
 
-def wait_until(predicate: object, what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 async def test_a_worker_killed_mid_delivery_loses_no_alert_and_resends_none_it_had_logged(
     local_stack: StackInfo, tmp_path: Path
 ) -> None:
@@ -118,7 +112,9 @@ async def test_a_worker_killed_mid_delivery_loses_no_alert_and_resends_none_it_h
         )
         # One alert at a time (the delivery agent's concurrency is 1), to both receivers at once: when a
         # third alert's requests have arrived at both, the two before it were answered and logged.
-        wait_until(lambda: all(len(c) >= 3 for c in received(deployment, alerts).values()), "a third alert", 90)
+        wait_for(
+            lambda: all(len(c) >= 3 for c in received(deployment, alerts).values()), "a third alert", 90, every=0.1
+        )
         os.kill(deployment.worker.process.pid, signal.SIGKILL)  # our own child, its requests held
         deployment.worker.process.wait()
         at_kill = received(deployment, alerts)
@@ -141,7 +137,7 @@ async def test_a_worker_killed_mid_delivery_loses_no_alert_and_resends_none_it_h
             def all_in() -> bool:
                 return all(len(c) == ALERTS for c in received(deployment, alerts).values())
 
-            wait_until(all_in, "every alert at both receivers", 120)
+            wait_for(all_in, "every alert at both receivers", 120, every=0.1)
             time.sleep(2)  # a resend would arrive right behind
             final = received(deployment, alerts)
             metrics = second.get("/metrics").splitlines()

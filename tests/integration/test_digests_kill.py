@@ -13,7 +13,6 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from stream.localstack import StackInfo
 from stream.localstack.worker import running_worker
 from tests.integration.deployment import WEBHOOK_PATH, Deployment, deploy
 from tests.integration.kafka_io import produce
+from tests.integration.waiting import wait_for
 from tests.unit.http_receiver import Reply
 
 ALERTS = 30
@@ -46,13 +46,6 @@ route:
       group_wait: 1s
       group_interval: 1s
 """
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def storm() -> list[Alert]:
@@ -106,8 +99,8 @@ async def test_a_worker_killed_mid_digest_leaves_it_to_its_successor_who_sends_t
         def grouped() -> float:
             return deployment.metric("churnwatch_alert_deliveries_total", sink="storm", outcome="grouped")
 
-        wait_until(lambda: grouped() == ALERTS, "every alert in its group", 60)
-        wait_until(lambda: len(digest_posts(deployment)) >= 1, "the digest on its way", 60)
+        wait_for(lambda: grouped() == ALERTS, "every alert in its group", 60, every=0.1)
+        wait_for(lambda: len(digest_posts(deployment)) >= 1, "the digest on its way", 60, every=0.1)
         os.kill(deployment.worker.process.pid, signal.SIGKILL)  # our own child, its request held
         deployment.worker.process.wait()
         [(first_key, first)] = digest_posts(deployment)
@@ -124,8 +117,8 @@ async def test_a_worker_killed_mid_digest_leaves_it_to_its_successor_who_sends_t
 
         deployment.slack.receiver.default = Reply(200)
         with running_worker(local_stack, env=deployment.env, output=tmp_path / "second.log"):
-            wait_until(lambda: len(digest_posts(deployment)) >= 2, "the successor's send", 90)
-            wait_until(lambda: redis.hlen(key(app, "pending", GROUP)) == 0, "every alert sent", 60)
+            wait_for(lambda: len(digest_posts(deployment)) >= 2, "the successor's send", 90, every=0.1)
+            wait_for(lambda: redis.hlen(key(app, "pending", GROUP)) == 0, "every alert sent", 60, every=0.1)
             time.sleep(2)  # a resend would arrive right behind
             posts = digest_posts(deployment)
             final_state = GroupState.model_validate_json(redis.get(key(app, "state", GROUP)) or b"{}")

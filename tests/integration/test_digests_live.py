@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +28,7 @@ from stream.alert_groups import key
 from stream.localstack import StackInfo
 from tests.integration.deployment import WEBHOOK_PATH, Deployment, deploy
 from tests.integration.kafka_io import produce
+from tests.integration.waiting import wait_for_async
 
 BURST = 200
 LIMIT = 120
@@ -48,13 +48,6 @@ route:
       max_alerts_per_hour: {LIMIT}
       digest_size: 10
 """
-
-
-async def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.2)
 
 
 def burst() -> list[Alert]:
@@ -110,9 +103,13 @@ async def test_a_burst_of_200_becomes_digests_within_the_limit_ranked_and_every_
     def counted(outcome: str) -> float:
         return deployment.metric("churnwatch_alert_deliveries_total", sink="storm", outcome=outcome)
 
-    await wait_for(lambda: counted("grouped") == BURST, "every alert in its group")
-    await wait_for(lambda: sum(d["count"] for d in digests(deployment).values()) >= LIMIT, "the digests")
-    await wait_for(lambda: counted("rate_limited") >= BURST - LIMIT, "the alerts over the limit counted")
+    await wait_for_async(lambda: counted("grouped") == BURST, "every alert in its group", timeout=90)
+    await wait_for_async(
+        lambda: sum(d["count"] for d in digests(deployment).values()) >= LIMIT, "the digests", timeout=90
+    )
+    await wait_for_async(
+        lambda: counted("rate_limited") >= BURST - LIMIT, "the alerts over the limit counted", timeout=90
+    )
     await asyncio.sleep(3)  # time for a digest over the limit, or a second count, to show
 
     sent = list(digests(deployment).values())

@@ -26,6 +26,7 @@ from stream.windows.codec import state_from_hash
 from tests.events_factory import interaction, purchase, unique_customer, weekly_purchases
 from tests.integration.deployment import Deployment, deploy
 from tests.integration.kafka_io import produce_events, read_topic
+from tests.integration.waiting import wait_for
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -50,13 +51,6 @@ def _gauge(metrics_text: str, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in metrics_text.splitlines() if line.startswith(name + " "))
 
 
-def wait_for(predicate: object, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
 @pytest.fixture
 def deployment(local_stack: StackInfo, tmp_path: Path) -> Iterator[Deployment]:
     # A crashed worker keeps its partitions until its session times out: keep that short here. Small
@@ -72,7 +66,7 @@ async def test_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
     events, purchases, fading = traffic(customers=40, fading_every=8)
     topics = deployment.topics
     await produce_events(deployment.stack.kafka_bootstrap, topics, events)
-    wait_for(lambda: deployment.processed(topics.interactions) > 1000, "the first worker to get going")
+    wait_for(lambda: deployment.processed(topics.interactions) > 1000, "the first worker to get going", timeout=120)
     os.kill(deployment.worker.process.pid, signal.SIGKILL)  # our own child: a crash, no clean shutdown
     deployment.worker.process.wait()
 
@@ -143,7 +137,7 @@ async def _kill_mid_batch_then_finish(
 ) -> None:
     topics = deployment.topics
     await produce_events(deployment.stack.kafka_bootstrap, topics, events)
-    wait_for(lambda: deployment.processed(topics.interactions) > 2000, "the first worker to be busy")
+    wait_for(lambda: deployment.processed(topics.interactions) > 2000, "the first worker to be busy", timeout=120)
     redis = SyncRedis.from_url(deployment.stack.redis_url)
     # Every write (every script) waits, unexecuted, and a client that disconnects meanwhile loses what
     # waits: the dead worker's last writes never happen (after SIGSTOP, Redis would still run them).
@@ -186,7 +180,7 @@ async def test_a_second_worker_joining_mid_backlog_takes_partitions_without_loss
     with deploy(local_stack, tmp_path, env) as deployment:
         topics = deployment.topics
         await produce_events(deployment.stack.kafka_bootstrap, topics, first_wave)
-        wait_for(lambda: deployment.processed(topics.interactions) > 1000, "the first worker to be busy")
+        wait_for(lambda: deployment.processed(topics.interactions) > 1000, "the first worker to be busy", timeout=120)
         redis = SyncRedis.from_url(deployment.stack.redis_url)
 
         def states() -> list[CustomerState]:
@@ -195,7 +189,11 @@ async def test_a_second_worker_joining_mid_backlog_takes_partitions_without_loss
         with running_worker(deployment.stack, env=deployment.env, output=tmp_path / "second.log") as second:
             # Healthy is not yet a member of the group: the second wave goes out once the newcomer owns
             # partitions, so some of it is surely its to read (CI once saw the first worker read it all).
-            wait_for(lambda: _gauge(second.get("/metrics"), "churnwatch_assigned_partitions") > 0, "an assignment")
+            wait_for(
+                lambda: _gauge(second.get("/metrics"), "churnwatch_assigned_partitions") > 0,
+                "an assignment",
+                timeout=120,
+            )
             await produce_events(deployment.stack.kafka_bootstrap, topics, second_wave)
             wait_for(lambda: all(s.watermark is not None and s.watermark >= NOW for s in states()), "the rest", 180)
             time.sleep(1)

@@ -8,9 +8,8 @@ order a flapping customer's would be published."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -20,6 +19,7 @@ from rules.base import Severity
 from stream.localstack import StackInfo
 from tests.integration.deployment import WEBHOOK_PATH, Deployment, deploy
 from tests.integration.kafka_io import produce
+from tests.integration.waiting import wait_for_async
 
 SPAN_SECONDS = 4
 ROUTES = f"""
@@ -29,13 +29,6 @@ route:
   receiver: support
   flap_span: {SPAN_SECONDS}s
 """
-
-
-async def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -85,21 +78,21 @@ async def test_a_flapping_customer_is_one_alert_and_one_resolution_after_the_spa
 
     first = firing(customer, "a")
     await publish(first)
-    await wait_for(lambda: len(posts()) == 1, "the first alert")
+    await wait_for_async(lambda: len(posts()) == 1, "the first alert", timeout=60, every=0.1)
 
     await publish(resolution_of(first))
-    await wait_for(lambda: counted("resolution_held") == 1, "the resolution held")
+    await wait_for_async(lambda: counted("resolution_held") == 1, "the resolution held", timeout=60, every=0.1)
     assert [p["alert_id"] for p in posts()] == [first.alert_id]  # held, not sent
     again = firing(customer, "b")
     await publish(again)  # within the span: the same story
-    await wait_for(lambda: counted("flapping") == 1, "the flap absorbed")
+    await wait_for_async(lambda: counted("flapping") == 1, "the flap absorbed", timeout=60, every=0.1)
     await asyncio.sleep(SPAN_SECONDS + 2)  # the span passes: nothing may go out
     assert [p["alert_id"] for p in posts()] == [first.alert_id]
 
     await publish(resolution_of(again))
-    await wait_for(lambda: counted("resolution_held") == 2, "the second resolution held")
+    await wait_for_async(lambda: counted("resolution_held") == 2, "the second resolution held", timeout=60, every=0.1)
     assert len(posts()) == 1  # not before its span
-    await wait_for(lambda: len(posts()) == 2, "the resolution after the span")
+    await wait_for_async(lambda: len(posts()) == 2, "the resolution after the span", timeout=60, every=0.1)
     await asyncio.sleep(2)  # time for a second copy to show
     firing_posts = [p for p in posts() if p["status"] == "firing"]
     resolved_posts = [p for p in posts() if p["status"] == "resolved"]

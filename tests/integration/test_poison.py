@@ -9,7 +9,6 @@ bug) costs only that customer: counted, quarantined, the worker and everyone els
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +21,7 @@ from stream.windows import keys
 from tests.events_factory import feedback, purchase, unique_customer, weekly_purchases, wire
 from tests.integration.deployment import Deployment, deploy
 from tests.integration.kafka_io import produce, produce_events, read_topic
+from tests.integration.waiting import wait_for
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 YEAR_ZERO_MS = -62_200_000_000_000
@@ -32,13 +32,6 @@ def deployment(local_stack: StackInfo, tmp_path_factory: pytest.TempPathFactory)
     env = {"CHURNWATCH_EVALUATION_DELAY": "1s", "CHURNWATCH_EVALUATION_MAX_FAILURES": "3"}
     with deploy(local_stack, tmp_path_factory.mktemp("worker"), env) as running:
         yield running
-
-
-def wait_for(predicate: object, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 async def test_a_year_one_purchase_is_dead_lettered_not_stored(deployment: Deployment) -> None:
@@ -66,7 +59,7 @@ async def test_state_that_cannot_be_read_quarantines_that_customer_and_nothing_e
     await produce_events(
         deployment.stack.kafka_bootstrap, deployment.topics, [purchase(poisoned, NOW - timedelta(days=2))]
     )
-    wait_for(lambda: redis.exists(keys.customer_state(poisoned)), "the first purchase")
+    wait_for(lambda: redis.exists(keys.customer_state(poisoned)), "the first purchase", timeout=30)
     redis.hset(keys.customer_state(poisoned), "fp", YEAR_ZERO_MS)
 
     await produce_events(
@@ -77,7 +70,7 @@ async def test_state_that_cannot_be_read_quarantines_that_customer_and_nothing_e
 
     alerts = await deployment.alerts_for(fading, 2)
     assert sorted(a.rule_id for a in alerts) == ["nps-detractor", "purchase-overdue"]
-    wait_for(lambda: deployment.metric("churnwatch_quarantined_customers") == 1, "the quarantine")
+    wait_for(lambda: deployment.metric("churnwatch_quarantined_customers") == 1, "the quarantine", timeout=30)
     assert deployment.metric("churnwatch_evaluation_errors_total", stage="deferred") == 3
     assert deployment.worker.process.poll() is None  # alive
     assert deployment.worker.get("/healthz")

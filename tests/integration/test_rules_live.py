@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from stream.localstack import StackInfo
 from tests.events_factory import feedback, interaction, unique_customer, weekly_purchases
 from tests.integration.deployment import Deployment, deploy
 from tests.integration.kafka_io import produce_events
+from tests.integration.waiting import wait_for
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -55,13 +55,6 @@ rules:
     max_score: 4
     message: "NPS {{ score }}"
 """
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +102,7 @@ async def test_hot_reload_valid_invalid_and_deleted(deployment: Deployment, rule
     initial = deployment.rule_set_version()
     hot = rules_dir / "hot.yaml"
     hot.write_text(HOT_RULE)
-    wait_for(lambda: deployment.rule_set_version() != initial, "the new rule set")
+    wait_for(lambda: deployment.rule_set_version() != initial, "the new rule set", timeout=30)
     with_hot = deployment.rule_set_version()
     first = unique_customer("hot")
     await send(deployment, [feedback(first, NOW, 2)])
@@ -121,12 +114,13 @@ async def test_hot_reload_valid_invalid_and_deleted(deployment: Deployment, rule
     wait_for(
         lambda: deployment.metric("churnwatch_rules_reload_total", outcome="invalid") > invalid_before,
         "the invalid reload",
+        timeout=30,
     )
     assert deployment.rule_set_version() == with_hot  # the old set stays active
     assert "rule 'broken': field 'max_scor'" in deployment.log.read_text()
     (rules_dir / "broken.yaml").unlink()
     hot.unlink()
-    wait_for(lambda: deployment.rule_set_version() == initial, "the rule set without hot.yaml")
+    wait_for(lambda: deployment.rule_set_version() == initial, "the rule set without hot.yaml", timeout=30)
 
     second = unique_customer("after-delete")
     before = deployment.processed(deployment.topics.feedback)
@@ -146,7 +140,7 @@ async def test_sighup_reloads_when_watching_is_off(local_stack: StackInfo, tmp_p
         await asyncio.sleep(1.5)
         assert running.rule_set_version() == initial  # not watching
         os.kill(running.worker.process.pid, signal.SIGHUP)  # our own child, by its PID
-        wait_for(lambda: running.rule_set_version() != initial, "the SIGHUP reload")
+        wait_for(lambda: running.rule_set_version() != initial, "the SIGHUP reload", timeout=30)
         assert running.metric("churnwatch_rules_reload_total", outcome="applied") == 1
 
 

@@ -8,7 +8,7 @@ and its scan timer finds the ones whose silence has since crossed the threshold.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,6 +18,7 @@ from stream.localstack.worker import running_worker
 from tests.events_factory import purchase, unique_customer, weekly_purchases
 from tests.integration.deployment import Deployment, deploy
 from tests.integration.kafka_io import produce_events
+from tests.integration.waiting import wait_for
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 RULES = """
@@ -29,13 +30,6 @@ rules:
     min_silence: 14d
     message: "no purchase for {{ days_since_last_purchase }} days; usually every {{ typical_gap_days }} days"
 """
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +57,7 @@ async def test_a_weekly_buyer_gone_quiet_is_alerted_once_by_the_scan_and_others_
     assert alert.trigger_topic == "churnwatch.due"
     assert alert.evidence["typical_gap_days"] == 7.0
     assert 27.5 < float(alert.evidence["days_since_last_purchase"]) < 29  # type: ignore[arg-type]
-    wait_for(lambda: deployment.metric("churnwatch_due_judged_total") >= 1, "the due scan's counter")
+    wait_for(lambda: deployment.metric("churnwatch_due_judged_total") >= 1, "the due scan's counter", timeout=10)
 
     deployment.wait_processed(deployment.topics.purchases, len(events))
     assert await deployment.alerts_for(recent, 1, timeout=3) == []
@@ -81,7 +75,7 @@ async def test_the_silent_customer_who_comes_back_gets_a_resolution_in_slack(dep
     firing, resolution = await deployment.alerts_for(silent, 2, timeout=30)
     assert firing == alert
     assert (resolution.status, resolution.resolves) == ("resolved", alert.alert_id)
-    wait_for(lambda: len(deployment.slack_posts_for(silent)) == 2, "the alert and its resolution in Slack")
+    wait_for(lambda: len(deployment.slack_posts_for(silent)) == 2, "the alert and its resolution in Slack", timeout=10)
     posted = deployment.slack_posts_for(silent)[1]
     assert posted["blocks"][0]["text"]["text"].startswith(":white_check_mark: Resolved")
     assert alert.alert_id in posted["blocks"][-1]["elements"][0]["text"]

@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -31,6 +31,7 @@ from stream.localstack import StackInfo
 from stream.silence_store import RedisSilenceStore
 from tests.alerts_factory import make_alert
 from tests.integration.deployment import Deployment, deploy
+from tests.integration.waiting import wait_for
 
 SECRET = "e2e-signing-secret-" + uuid.uuid4().hex
 RESPONSE_PATH = "/actions/T9TK3CUKW/1/response-url-token"
@@ -85,13 +86,6 @@ def post(deployment: Deployment, body: bytes, headers: dict[str, str]) -> int:
         return int(exc.code)
 
 
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def updates(deployment: Deployment) -> list[Any]:
     return [r.json for r in deployment.slack.requests if r.path == RESPONSE_PATH]
 
@@ -141,7 +135,9 @@ async def test_a_signed_snooze_is_recorded_counted_silences_and_updates_the_mess
     assert timedelta(days=7) - timedelta(minutes=1) < silence.ends_at - now <= timedelta(days=7)
     assert silence.matches(shown)
 
-    wait_for(lambda: len(updates(deployment)) >= seen + 2, "the message updates through response_url")
+    wait_for(
+        lambda: len(updates(deployment)) >= seen + 2, "the message updates through response_url", timeout=10, every=0.1
+    )
     update = updates(deployment)[-1]
     assert update["replace_original"] is True
     assert update["blocks"][-1]["elements"][0]["text"].startswith("*Snoozed 7 days* by <@U024BE7LH>")
