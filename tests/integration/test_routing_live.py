@@ -5,8 +5,7 @@ stands in for both: the VIP one is a Slack incoming webhook, the default a gener
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,18 +15,10 @@ from stream.localstack import StackInfo
 from tests.events_factory import purchase, unique_customer
 from tests.integration.deployment import Deployment, deploy
 from tests.integration.kafka_io import produce_events
+from tests.integration.waiting import wait_for_async
+from tests.rule_files import OWNED_OVERDUE_RULES
 
 NOW = datetime.now(UTC).replace(microsecond=0)
-RULES = """
-rules:
-  - id: purchase-overdue
-    kind: overdue
-    multiple: 3.0
-    min_purchase_days: 4
-    min_silence: 14d
-    owner: retention
-    message: "no purchase for {{ days_since_last_purchase }} days; usually every {{ typical_gap_days }} days"
-"""
 ROUTES = """
 receivers:
   - {name: default, type: webhook, url_env: CHURNWATCH_WEBHOOK_URL}
@@ -47,17 +38,10 @@ def weekly(customer_id: str, amount: str) -> list[PurchaseEvent]:
     return [purchase(customer_id, NOW - timedelta(days=d), amount=amount) for d in range(119, 24, -7)]
 
 
-async def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def deployment(local_stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     config = tmp_path_factory.mktemp("config")
-    (config / "overdue.yaml").write_text(RULES)
+    (config / "overdue.yaml").write_text(OWNED_OVERDUE_RULES)
     (config / "routes.yaml").write_text(ROUTES)
     env = {
         "CHURNWATCH_RULES_DIR": str(config / "overdue.yaml"),
@@ -77,13 +61,14 @@ async def test_a_big_spender_reaches_vip_and_default_and_a_small_one_only_defaul
     (small_alert,) = await deployment.alerts_for(small, 1)
     assert big_alert.customer["lifetime_spend"] == 1400.0 and small_alert.customer["lifetime_spend"] == 280.0
 
-    await wait_for(
+    await wait_for_async(
         lambda: (
             len(deployment.webhook_posts_for(big)) == 1
             and len(deployment.slack_posts_for(big)) == 1
             and len(deployment.webhook_posts_for(small)) == 1
         ),
         "the routed deliveries",
+        timeout=30,
     )
     [hook] = deployment.webhook_posts_for(big)
     assert hook.headers["Idempotency-Key"] == big_alert.alert_id
@@ -99,8 +84,9 @@ async def test_a_big_spender_reaches_vip_and_default_and_a_small_one_only_defaul
     await produce_events(deployment.stack.kafka_bootstrap, deployment.topics, [purchase(big, datetime.now(UTC))])
     _, resolution = await deployment.alerts_for(big, 2)
     assert resolution.status == "resolved" and resolution.customer["lifetime_spend"] == 1420.0
-    await wait_for(
+    await wait_for_async(
         lambda: len(deployment.webhook_posts_for(big)) == 2 and len(deployment.slack_posts_for(big)) == 2,
         "the routed resolution",
+        timeout=30,
     )
     assert deployment.webhook_posts_for(big)[1].json["status"] == "resolved"

@@ -8,11 +8,9 @@ What is asserted is what the stand-in received: request paths and bodies, and th
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,6 +24,8 @@ from tests.events_factory import purchase, unique_customer
 from tests.integration.deployment import Deployment, deploy
 from tests.integration.kafka_io import produce_events
 from tests.integration.threaded_receiver import ThreadedReceiver
+from tests.integration.waiting import wait_for_async
+from tests.rule_files import OWNED_OVERDUE_RULES
 from tests.unit.http_receiver import LocalReceiver, ReceivedRequest
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -34,16 +34,6 @@ CHANNEL = "#churn-alerts"
 CHANNEL_ID = "C0CHURN01"
 TOKEN_VARIABLE = "SLACK_WEB_LIVE_BOT_TOKEN"  # not CHURNWATCH_SLACK_BOT_TOKEN: that one wants _CHANNEL too
 TOKEN = "xoxb-1-2-live-test-token"
-RULES = """
-rules:
-  - id: purchase-overdue
-    kind: overdue
-    multiple: 3.0
-    min_purchase_days: 4
-    min_silence: 14d
-    owner: retention
-    message: "no purchase for {{ days_since_last_purchase }} days; usually every {{ typical_gap_days }} days"
-"""
 ROUTES = """
 receivers:
   - name: churn-slack
@@ -96,13 +86,6 @@ def weekly(customer_id: str) -> list[PurchaseEvent]:
     return [purchase(customer_id, NOW - timedelta(days=d)) for d in range(119, 24, -7)]
 
 
-async def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def slack() -> Iterator[tuple[ThreadedReceiver, SlackStandIn]]:
     threaded = ThreadedReceiver()
@@ -120,7 +103,7 @@ def deployment(
 ) -> Iterator[Deployment]:
     threaded, _ = slack
     config = tmp_path_factory.mktemp("config")
-    (config / "overdue.yaml").write_text(RULES)
+    (config / "overdue.yaml").write_text(OWNED_OVERDUE_RULES)
     api_url = threaded.url_for(API_PATH).rstrip("/")  # without its slash: the receiver adds it
     (config / "routes.yaml").write_text(ROUTES.format(token_variable=TOKEN_VARIABLE, channel=CHANNEL, api_url=api_url))
     env = {
@@ -150,7 +133,7 @@ async def test_a_resolution_updates_the_alerts_message_and_replies_in_its_thread
     await produce_events(deployment.stack.kafka_bootstrap, deployment.topics, weekly(customer))
     (alert,) = await deployment.alerts_for(customer, 1)
     assert alert.rule_id == "purchase-overdue" and alert.status == "firing"
-    await wait_for(lambda: delivered() == 1, "the alert delivered")
+    await wait_for_async(lambda: delivered() == 1, "the alert delivered", timeout=60)
 
     [(post, posted)] = calls()
     assert post.path == f"{API_PATH}chat.postMessage"
@@ -165,7 +148,7 @@ async def test_a_resolution_updates_the_alerts_message_and_replies_in_its_thread
     await produce_events(deployment.stack.kafka_bootstrap, deployment.topics, [purchase(customer, datetime.now(UTC))])
     _, resolution = await deployment.alerts_for(customer, 2)
     assert resolution.status == "resolved" and resolution.resolves == alert.alert_id
-    await wait_for(lambda: delivered() == 2, "the resolution delivered")
+    await wait_for_async(lambda: delivered() == 2, "the resolution delivered", timeout=60)
 
     post_path, update_path = f"{API_PATH}chat.postMessage", f"{API_PATH}chat.update"
     assert [r.path for r, _ in calls()] == [post_path, update_path, post_path]  # posted, updated, replied to
