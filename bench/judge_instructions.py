@@ -16,15 +16,12 @@ customer and batch of ``--batch`` events). ``PYTHONHASHSEED=0`` keeps the counts
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.judge_speed import fold_states, judge
+from bench.judge_speed import fold_states, judge, read_history
 from rules.ruleset import load_rule_set
-from stream.decoding import Rejection, decode_event
-from stream.replay import read_jsonl
 from stream.settings import Settings
 from stream.windows.codec import state_from_hash
 
@@ -41,15 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings()
     rule_set = load_rule_set(options.rules or settings.rules_dir)
     rules = tuple(r.model_copy(update={"enabled": True}) for r in rule_set.rules) if options.all else rule_set.enabled
-    with options.history.open("rb") as lines:
-        read = read_jsonl(itertools.islice(lines, options.events), settings.topics, settings.decode_policy())
-    kinds, policy = settings.topics.event_kinds, settings.decode_policy()
-    events = []
-    for timed in sorted(read.records, key=lambda r: r.at):
-        record = timed.record
-        event = decode_event(kinds[record.topic], record.key, record.value, now=timed.at, policy=policy)
-        if not isinstance(event, Rejection):
-            events.append(event)
+    events = read_history(options.history, settings, options.events)
     states, hashes = fold_states(events, settings, options.batch)
     if options.mode == "judge":
         for state, now in states:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import sys
 import time
@@ -82,8 +83,13 @@ def as_redis_hash(fields: dict[str, str]) -> Hash:
 def history_events(path: Path | None, events: int, seed: int, settings: Settings) -> list[AnyEvent]:
     if path is None:
         return build_workload(events, None, seed, settings.topics).events
+    return read_history(path, settings)
+
+
+def read_history(path: Path, settings: Settings, limit: int | None = None) -> list[AnyEvent]:
+    """The valid events of a kept history (its first ``limit`` lines), in event-time order."""
     with path.open("rb") as lines:
-        read = read_jsonl(lines, settings.topics, settings.decode_policy())
+        read = read_jsonl(itertools.islice(lines, limit), settings.topics, settings.decode_policy())
     kinds, policy = settings.topics.event_kinds, settings.decode_policy()
     decoded = []
     for timed in sorted(read.records, key=lambda r: r.at):
